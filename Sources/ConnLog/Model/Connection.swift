@@ -1,0 +1,114 @@
+/// How a connection ended; stored as `connections.end_reason` (the `end_reasons` table names the codes).
+public enum EndReason: Int, Sendable, CaseIterable, CustomStringConvertible {
+    /// Seen in FIN_WAIT1, FIN_WAIT2, CLOSING or TIME_WAIT: this side closed first, gracefully.
+    case activeClose = 1
+    /// Seen in LAST_ACK, or last seen in CLOSE_WAIT in a window with no reset: the peer closed first.
+    case passiveClose = 2
+    /// Left ESTABLISHED or CLOSE_WAIT straight to gone, and `Tcp: EstabResets` confirms an abort.
+    case reset = 3
+    /// Left ESTABLISHED straight to gone while `EstabResets` did not move.
+    case vanished = 4
+    /// Left ESTABLISHED straight to gone in a window where `EstabResets` cannot tell which were resets.
+    case ambiguous = 5
+    /// Left SYN_SENT (or an inbound SYN_RECV) without ever being ESTABLISHED.
+    case failedConnect = 6
+    /// Closed while nothing was recording: inside a gap, or across a reboot.
+    case unobserved = 7
+    /// A listening socket went away.
+    case listenClosed = 8
+
+    /// The name used in the database, the CLI and exports: `active_close`, `reset`, ...
+    public var name: String {
+        switch self {
+        case .activeClose: "active_close"
+        case .passiveClose: "passive_close"
+        case .reset: "reset"
+        case .vanished: "vanished"
+        case .ambiguous: "ambiguous"
+        case .failedConnect: "failed_connect"
+        case .unobserved: "unobserved"
+        case .listenClosed: "listen_closed"
+        }
+    }
+
+    public var description: String { name }
+}
+
+/// Which side opened a connection; stored as `connections.direction`.
+public enum Direction: Int, Sendable, CustomStringConvertible {
+    /// A listening socket.
+    case listen = 0
+    /// Its local port was a listening port when it opened.
+    case inbound = 1
+    /// Anything else: this host connected out.
+    case outbound = 2
+
+    public var description: String {
+        switch self {
+        case .listen: "listen"
+        case .inbound: "inbound"
+        case .outbound: "outbound"
+        }
+    }
+}
+
+/// A connection being tracked: what the samples have seen of one socket under one identity.
+public struct TrackedConnection: Hashable, Sendable {
+    /// The row id in `connections`.
+    public var id: Int64
+    public var key: SocketKey
+    /// The last state seen.
+    public var state: TCPState
+    public var statesSeen: TCPStateSet
+    /// The last non-zero inode seen, or 0.
+    public var inode: UInt64
+    public var uid: UInt32
+    public var direction: Direction
+    /// Already there in the first sample of its observation window: its real start is unknown.
+    public var preexisting: Bool
+    /// The sample that first saw it, in milliseconds since the epoch.
+    public var firstSeen: Int64
+    /// When it entered TIME_WAIT, computed from the timer.
+    public var timeWaitAt: Int64?
+    public var maxRetransmits: UInt32
+    public var maxTxQueue: UInt32
+    public var maxRxQueue: UInt32
+    public var owner: ProcessOwner?
+
+    public init(
+        id: Int64, key: SocketKey, state: TCPState, statesSeen: TCPStateSet, inode: UInt64, uid: UInt32,
+        direction: Direction, preexisting: Bool, firstSeen: Int64, timeWaitAt: Int64? = nil,
+        maxRetransmits: UInt32 = 0, maxTxQueue: UInt32 = 0, maxRxQueue: UInt32 = 0, owner: ProcessOwner? = nil
+    ) {
+        self.id = id
+        self.key = key
+        self.state = state
+        self.statesSeen = statesSeen
+        self.inode = inode
+        self.uid = uid
+        self.direction = direction
+        self.preexisting = preexisting
+        self.firstSeen = firstSeen
+        self.timeWaitAt = timeWaitAt
+        self.maxRetransmits = maxRetransmits
+        self.maxTxQueue = maxTxQueue
+        self.maxRxQueue = maxRxQueue
+        self.owner = owner
+    }
+}
+
+/// One thing that happened to a connection between two samples.
+public enum ConnectionEvent: Hashable, Sendable {
+    /// First sighting, in `state`.
+    case open(connection: Int64, state: TCPState)
+    /// From one state to another.
+    case state(connection: Int64, from: TCPState, to: TCPState)
+    /// Gone; `last` is the last state seen.
+    case close(connection: Int64, last: TCPState, reason: EndReason)
+
+    public var connection: Int64 {
+        switch self {
+        case .open(let id, _), .state(let id, _, _), .close(let id, _, _): id
+        }
+    }
+}

@@ -1,0 +1,186 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The collector: sample -> diff -> one transaction, once or on a steady cadence.
+///
+/// Holds the database's collector lock for its lifetime, so two recorders never both write
+/// into one database.
+public final class Recorder {
+    public struct Options: Sendable {
+        /// The proc filesystem to sample.
+        public var procRoot: String = "/proc"
+        /// Attribute sockets to processes (off with `--no-processes`).
+        public var attributeProcesses: Bool = true
+        /// Expected spacing of samples in milliseconds: the loop's interval, or cron's `--every`.
+        public var interval: Int64 = 1000
+        /// Delete history older than this many milliseconds (`--retain`); nil keeps everything.
+        public var retain: Int64?
+
+        public init(procRoot: String = "/proc", attributeProcesses: Bool = true, interval: Int64 = 1000, retain: Int64? = nil) {
+            self.procRoot = procRoot
+            self.attributeProcesses = attributeProcesses
+            self.interval = interval
+            self.retain = retain
+        }
+    }
+
+    /// What one recorded sample held.
+    public struct SampleSummary: Sendable {
+        public var at: Int64
+        public var sockets: Int
+        public var events: Int
+        public var opened: Int
+        public var closed: Int
+        public var malformedLines: Int
+        public var windowStart: WindowStart?
+    }
+
+    public let store: Store
+    public let options: Options
+    private let lock: CollectorLock
+    private let source: ProcSource
+    private var tracker: Tracker?
+    private var namespace: UInt64?
+    private var windowID: Int64?
+    private var lastPrune: Int64 = 0
+
+    /// Takes the database's collector lock, then opens (creating or upgrading) the database.
+    public init(databasePath: String, options: Options) throws {
+        lock = try CollectorLock(databasePath: databasePath)
+        store = try Store(path: databasePath, access: .write)
+        self.options = options
+        source = ProcSource(root: options.procRoot, attributeProcesses: options.attributeProcesses)
+    }
+
+    /// Takes one sample, diffs it against the previous one (in memory, or the database's after a
+    /// restart) and records it in one transaction.
+    @discardableResult
+    public func recordSample() throws -> SampleSummary {
+        let snapshot = try source.sample()
+        if tracker == nil || namespace != snapshot.namespace {
+            let position = try store.position(namespace: snapshot.namespace)
+            tracker = Tracker(state: position.tracker)
+            windowID = position.windowID
+            namespace = snapshot.namespace
+        }
+        let diff = tracker!.apply(snapshot, expectedInterval: options.interval)
+        do {
+            windowID = try store.record(
+                diff,
+                context: Store.SampleContext(
+                    namespace: snapshot.namespace, bootID: snapshot.bootID, windowID: windowID, interval: options.interval,
+                    malformedLines: snapshot.malformedLines, readMicroseconds: snapshot.readMicroseconds))
+        } catch {
+            // The database is the truth: start again from what it holds.
+            tracker = nil
+            throw error
+        }
+        return SampleSummary(
+            at: snapshot.at, sockets: diff.sockets, events: diff.events.count, opened: diff.opened.count,
+            closed: diff.closed.count, malformedLines: snapshot.malformedLines, windowStart: diff.windowStart)
+    }
+
+    /// Prunes history older than `options.retain`, at most once a minute, a bounded amount per call.
+    public func pruneIfDue(now: Int64) throws {
+        guard let retain = options.retain, now - lastPrune >= 60_000 else { return }
+        let result = try store.prune(before: now - retain)
+        if !result.more { lastPrune = now }
+    }
+
+    /// Samples every `options.interval` until `duration` (milliseconds) has passed or one of
+    /// `stopSignals` arrives; a signal lets the sample in hand finish and be committed.
+    ///
+    /// Ticks are kept on a fixed grid from the start, so sampling does not drift; a sample that
+    /// overruns skips the ticks it missed. Failures are reported through `log` (rate-limited)
+    /// and sampling goes on.
+    ///
+    /// - Returns: the number of samples recorded.
+    @discardableResult
+    public func run(duration: Int64?, stopSignals: [Int32] = [SIGINT, SIGTERM], log: @escaping (String) -> Void) -> Int {
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        for signal in stopSignals { sigaddset(&signals, signal) }
+        // Blocked signals stay pending until sigtimedwait takes them between samples.
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+
+        let intervalNanoseconds = options.interval * 1_000_000
+        let start = FileReading.monotonicNanoseconds()
+        let end = duration.map { start + $0 * 1_000_000 }
+        var failures = RateLimitedLog(log)
+        var warnings = RateLimitedLog(log)
+        var tick: Int64 = 0
+        var recorded = 0
+        while true {
+            do {
+                let summary = try recordSample()
+                recorded += 1
+                if summary.malformedLines > 0 {
+                    warnings.report("skipped \(summary.malformedLines) malformed lines in \(options.procRoot)/net/tcp*")
+                }
+                try pruneIfDue(now: summary.at)
+                failures.recovered()
+            } catch {
+                failures.report("sample failed: \(error)")
+            }
+            let now = FileReading.monotonicNanoseconds()
+            tick += 1
+            var next = start + tick * intervalNanoseconds
+            if next <= now {
+                let missed = (now - next) / intervalNanoseconds + 1
+                tick += missed
+                next += missed * intervalNanoseconds
+                warnings.report("a sample took longer than the interval; skipped \(missed) tick(s)")
+            }
+            if let end, next > end { break }
+            if Self.wait(for: signals, nanoseconds: next - now) { break }
+        }
+        return recorded
+    }
+
+    /// Waits up to `nanoseconds` for one of `signals`; true if one arrived.
+    private static func wait(for signals: sigset_t, nanoseconds: Int64) -> Bool {
+        var signals = signals
+        var remaining = nanoseconds
+        while true {
+            var timeout = timespec(tv_sec: Int(remaining / 1_000_000_000), tv_nsec: Int(remaining % 1_000_000_000))
+            let started = FileReading.monotonicNanoseconds()
+            let result = sigtimedwait(&signals, nil, &timeout)
+            if result > 0 { return true }
+            if errno != EINTR { return false }
+            remaining -= FileReading.monotonicNanoseconds() - started
+            if remaining <= 0 { return false }
+        }
+    }
+}
+
+@available(*, unavailable)
+extension Recorder: Sendable {}
+
+/// Logs a problem once, then again only when it changes or a minute has passed, with a count.
+struct RateLimitedLog {
+    private let sink: (String) -> Void
+    private var lastMessage: String?
+    private var lastLogged: Int64 = 0
+    private var suppressed = 0
+
+    init(_ sink: @escaping (String) -> Void) { self.sink = sink }
+
+    mutating func report(_ message: String) {
+        let now = FileReading.monotonicNanoseconds()
+        if message == lastMessage && now - lastLogged < 60_000_000_000 {
+            suppressed += 1
+            return
+        }
+        sink(suppressed > 0 ? "\(message) (and \(suppressed) more times)" : message)
+        lastMessage = message
+        lastLogged = now
+        suppressed = 0
+    }
+
+    mutating func recovered() {
+        if lastMessage != nil && suppressed > 0 { sink("recovered after \(suppressed + 1) failures") }
+        lastMessage = nil
+        suppressed = 0
+    }
+}

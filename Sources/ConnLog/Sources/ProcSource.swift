@@ -1,0 +1,89 @@
+/// Takes samples of one network namespace from a proc filesystem.
+///
+/// Reads `<root>/net/tcp`, `<root>/net/tcp6`, `<root>/net/snmp`, `<root>/net/netstat`, the boot id
+/// and the namespace id, and (unless disabled) attributes sockets to processes. `root` is `/proc`,
+/// a copy of it (`/host/proc` in a container, or test fixtures), or `/proc/<pid>` to sample that
+/// process's network namespace. Buffers and the process cache are reused from sample to sample.
+public final class ProcSource {
+    /// The directory everything is read under.
+    public let root: String
+    /// Where `sys/kernel/random/boot_id` and the `<pid>` directories live: `root`, or its parent
+    /// when `root` is `/proc/<pid>`.
+    public let systemRoot: String
+    private let owners: ProcessOwners?
+    private var buffer: [UInt8] = []
+    private var sightings: [Sighting] = []
+
+    /// - Parameters:
+    ///   - root: the proc filesystem to read, `/proc` by default.
+    ///   - attributeProcesses: whether to find each socket's owning process (`--no-processes` turns it off).
+    public init(root: String = "/proc", attributeProcesses: Bool = true) {
+        var root = root
+        while root.count > 1 && root.hasSuffix("/") { root.removeLast() }
+        self.root = root
+        let last = root.split(separator: "/").last.map(String.init) ?? ""
+        if !last.isEmpty, last.allSatisfy(\.isNumber), !FileReading.exists("\(root)/sys/kernel/random/boot_id") {
+            systemRoot = String(root.dropLast(last.count + 1)).isEmpty ? "/" : String(root.dropLast(last.count + 1))
+        } else {
+            systemRoot = root
+        }
+        owners = attributeProcesses ? ProcessOwners(processRoot: systemRoot) : nil
+    }
+
+    /// Reads one sample. Malformed table lines are counted, not fatal; a missing or unreadable
+    /// `net/tcp`, boot id or namespace id is an error that names the path.
+    public func sample() throws(ConnLogError) -> Snapshot {
+        let started = FileReading.monotonicNanoseconds()
+        let at = FileReading.wallClockMilliseconds()
+        sightings.removeAll(keepingCapacity: true)
+        var malformed = try readTable("\(root)/net/tcp", family: 4, required: true)
+        malformed += try readTable("\(root)/net/tcp6", family: 6, required: false)
+        let readTime = (FileReading.monotonicNanoseconds() - started) / 1000
+
+        var counters = CounterParser.parse(FileReading.text("\(root)/net/snmp") ?? "", prefixes: ["Tcp"])
+        counters.merge(CounterParser.parse(FileReading.text("\(root)/net/netstat") ?? "", prefixes: ["TcpExt"])) { a, _ in a }
+
+        var attributed: [UInt64: ProcessOwner] = [:]
+        if let owners {
+            attributed = owners.owners(of: Set(sightings.lazy.map(\.inode)))
+        }
+        return Snapshot(
+            at: at, namespace: try namespaceID(), bootID: try bootID(), sightings: sightings,
+            counters: counters, malformedLines: malformed, owners: attributed, readMicroseconds: readTime)
+    }
+
+    private func readTable(_ path: String, family: UInt8, required: Bool) throws(ConnLogError) -> Int {
+        // A kernel booted with ipv6.disable=1 has no tcp6; that is an empty table, not an error.
+        if !required && !FileReading.exists(path) { return 0 }
+        let count = try FileReading.read(path, into: &buffer)
+        return buffer.withUnsafeBytes { raw in
+            SocketTableParser.parse(UnsafeRawBufferPointer(rebasing: raw[..<count]), family: family, into: &sightings)
+        }
+    }
+
+    /// The boot id (`sys/kernel/random/boot_id`), trimmed.
+    func bootID() throws(ConnLogError) -> String {
+        let path = "\(systemRoot)/sys/kernel/random/boot_id"
+        guard let text = FileReading.text(path) else {
+            throw ConnLogError("cannot read \(path): connlog needs the boot id to notice reboots; point --proc-root at a proc filesystem")
+        }
+        let trimmed = String(text.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
+        guard !trimmed.isEmpty else { throw ConnLogError("\(path) is empty; point --proc-root at a proc filesystem") }
+        return trimmed
+    }
+
+    /// The network namespace's inode, from the `net:[N]` link at `self/ns/net` (or `ns/net` under `/proc/<pid>`).
+    func namespaceID() throws(ConnLogError) -> UInt64 {
+        let candidates = ["\(root)/self/ns/net", "\(root)/ns/net"]
+        for path in candidates {
+            guard let target = FileReading.link(path) else { continue }
+            guard target.hasPrefix("net:["), target.hasSuffix("]"), let id = UInt64(target.dropFirst(5).dropLast()) else {
+                throw ConnLogError("\(path) points to \"\(target)\", not net:[N]; point --proc-root at a proc filesystem")
+            }
+            return id
+        }
+        throw ConnLogError(
+            "cannot read the network namespace id at \(candidates[0]): run as a user who may read it, or point --proc-root at a proc filesystem")
+    }
+}
+

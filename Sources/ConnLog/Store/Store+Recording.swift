@@ -1,0 +1,289 @@
+/// Writing samples, and reading back what the differ needs to continue.
+extension Store {
+    /// Where the namespace's history stands: the tracker state and the current window.
+    public struct Position: Sendable {
+        public var tracker: Tracker.State
+        /// The namespace's latest observation window, if any.
+        public var windowID: Int64?
+    }
+
+    /// Everything the differ needs to continue the namespace's history after a restart:
+    /// its open connections (the last sample's socket set), what the last sample closed,
+    /// its last counters and boot id.
+    public func position(namespace: UInt64) throws -> Position {
+        let nextID = (try database.scalarInt("SELECT max(id) FROM connections") ?? 0) + 1
+        guard let namespaceID = try database.scalarInt("SELECT id FROM namespaces WHERE inode = ?", [.integer(Int64(bitPattern: namespace))]) else {
+            return Position(tracker: Tracker.State(nextID: nextID), windowID: nil)
+        }
+        let window = try database.cached(
+            """
+            SELECT w.id, b.boot_id, (SELECT max(id) FROM samples WHERE window_id = w.id)
+            FROM windows w JOIN boots b ON b.id = w.boot_id
+            WHERE w.namespace_id = ? ORDER BY w.started_at DESC, w.id DESC LIMIT 1
+            """)
+        defer { window.reset() }
+        try window.bind(namespaceID, at: 1)
+        guard try window.step(), let lastSample = window.optionalInt64(2) else {
+            return Position(tracker: Tracker.State(nextID: nextID), windowID: nil)
+        }
+        let windowID = window.int64(0)
+        let bootID = window.text(1)
+        let lastAt = try database.scalarInt("SELECT at FROM samples WHERE id = ?", [.integer(lastSample)]) ?? 0
+
+        var counters: [String: Int64] = [:]
+        var names: [(Int64, String)] = []
+        try database.forEach("SELECT id, name FROM counter_names") { names.append(($0.int64(0), $0.text(1))) }
+        for (id, name) in names {
+            let value = try database.scalarInt(
+                """
+                SELECT c.value FROM counters c JOIN samples s ON s.id = c.sample_id
+                WHERE c.counter_id = ? AND c.sample_id <= ? AND s.window_id = ?
+                ORDER BY c.sample_id DESC LIMIT 1
+                """, [.integer(id), .integer(lastSample), .integer(windowID)])
+            if let value { counters[name] = value }
+        }
+
+        var open: [SocketKey: TrackedConnection] = [:]
+        try loadConnections(where: "c.namespace_id = ? AND c.closed_at IS NULL", [.integer(namespaceID)]) { open[$0.key] = $0 }
+        var justClosed: [SocketKey: TrackedConnection] = [:]
+        try loadConnections(
+            where: "c.id IN (SELECT connection_id FROM events WHERE sample_id = ? AND kind = 3)", [.integer(lastSample)]
+        ) { justClosed[$0.key] = $0 }
+
+        return Position(
+            tracker: Tracker.State(open: open, justClosed: justClosed, last: (lastAt, bootID, counters), nextID: nextID),
+            windowID: windowID)
+    }
+
+    private func loadConnections(where condition: String, _ values: [SQLValue], _ body: (TrackedConnection) -> Void) throws {
+        try database.forEach(
+            """
+            SELECT c.id, la.bytes, c.local_port, ra.bytes, c.remote_port, c.state, c.states_seen, c.inode, c.uid,
+                   c.direction, c.preexisting, c.first_seen, c.time_wait_at, c.max_retransmits, c.max_tx_queue,
+                   c.max_rx_queue, c.pid, p.name
+            FROM connections c
+            JOIN addresses la ON la.id = c.local_address
+            JOIN addresses ra ON ra.id = c.remote_address
+            LEFT JOIN programs p ON p.id = c.program_id
+            WHERE \(condition)
+            """, values
+        ) { row in
+            guard let local = IPAddress(bytes: row.blob(1)), let remote = IPAddress(bytes: row.blob(3)) else { return }
+            var owner: ProcessOwner?
+            if let pid = row.optionalInt64(16) { owner = ProcessOwner(pid: Int32(truncatingIfNeeded: pid), program: row.optionalText(17) ?? "?") }
+            body(
+                TrackedConnection(
+                    id: row.int64(0),
+                    key: SocketKey(
+                        local: Endpoint(address: local, port: UInt16(truncatingIfNeeded: row.int(2))),
+                        remote: Endpoint(address: remote, port: UInt16(truncatingIfNeeded: row.int(4)))),
+                    state: TCPState(rawValue: UInt8(truncatingIfNeeded: row.int(5))),
+                    statesSeen: TCPStateSet(rawValue: UInt32(truncatingIfNeeded: row.int64(6))),
+                    inode: UInt64(bitPattern: row.int64(7)), uid: UInt32(truncatingIfNeeded: row.int64(8)),
+                    direction: Direction(rawValue: row.int(9)) ?? .outbound, preexisting: row.int(10) != 0,
+                    firstSeen: row.int64(11), timeWaitAt: row.optionalInt64(12),
+                    maxRetransmits: UInt32(truncatingIfNeeded: row.int64(13)),
+                    maxTxQueue: UInt32(truncatingIfNeeded: row.int64(14)),
+                    maxRxQueue: UInt32(truncatingIfNeeded: row.int64(15)), owner: owner))
+        }
+    }
+
+    /// What a sample is recorded with besides the diff.
+    public struct SampleContext: Sendable {
+        public var namespace: UInt64
+        public var bootID: String
+        /// The window the previous sample belonged to; ignored when the diff starts a window.
+        public var windowID: Int64?
+        /// The expected spacing of samples, in milliseconds.
+        public var interval: Int64
+        public var source: String
+        public var malformedLines: Int
+        public var readMicroseconds: Int64
+
+        public init(
+            namespace: UInt64, bootID: String, windowID: Int64?, interval: Int64, source: String = "proc",
+            malformedLines: Int = 0, readMicroseconds: Int64 = 0
+        ) {
+            self.namespace = namespace
+            self.bootID = bootID
+            self.windowID = windowID
+            self.interval = interval
+            self.source = source
+            self.malformedLines = malformedLines
+            self.readMicroseconds = readMicroseconds
+        }
+    }
+
+    /// Writes one sample (its record, window, counters, connections and events) in one
+    /// transaction: all of it is stored, or none of it.
+    ///
+    /// - Returns: the id of the window the sample belongs to.
+    @discardableResult
+    public func record(_ diff: SampleDiff, context: SampleContext) throws -> Int64 {
+        do {
+            return try database.transaction(.immediate) { try write(diff, context: context) }
+        } catch {
+            forgetCachedIDs()
+            if let error = error as? SQLiteError { throw Self.explain(error, path: path) }
+            throw error
+        }
+    }
+
+    private func write(_ diff: SampleDiff, context: SampleContext) throws -> Int64 {
+        let namespaceID = try namespaceID(context.namespace)
+        var windowID: Int64
+        if diff.windowStart != nil || context.windowID == nil {
+            try database.cached(
+                """
+                INSERT INTO windows (namespace_id, boot_id, source, start_reason, started_at, ended_at, interval_ms, samples)
+                VALUES (?, ?, ?, ?, ?, ?, ?, 1)
+                """
+            ).run([
+                .integer(namespaceID), .integer(try bootRowID(context.bootID)), .text(context.source),
+                .text((diff.windowStart ?? .gap).rawValue), .integer(diff.at), .integer(diff.at), .integer(context.interval),
+            ])
+            windowID = database.lastInsertRowID
+        } else {
+            windowID = context.windowID!
+            try database.cached("UPDATE windows SET ended_at = ?, samples = samples + 1, interval_ms = ? WHERE id = ?")
+                .run([.integer(diff.at), .integer(context.interval), .integer(windowID)])
+        }
+
+        try database.cached(
+            """
+            INSERT INTO samples (window_id, at, after, sockets, malformed, resets, reset_candidates, read_us)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            """
+        ).run([
+            .integer(windowID), .integer(diff.at), SQLValue(diff.after), .integer(Int64(diff.sockets)),
+            .integer(Int64(context.malformedLines)), SQLValue(diff.resets), .integer(Int64(diff.resetCandidates)),
+            .integer(context.readMicroseconds),
+        ])
+        let sampleID = database.lastInsertRowID
+
+        let insertCounter = try database.cached("INSERT INTO counters (counter_id, sample_id, value) VALUES (?, ?, ?)")
+        for (name, value) in diff.counterChanges.sorted(by: { $0.key < $1.key }) {
+            try insertCounter.run([.integer(try counterID(name)), .integer(sampleID), .integer(value)])
+        }
+
+        let insertConnection = try database.cached(
+            """
+            INSERT INTO connections (id, namespace_id, family, local_address, local_port, remote_address, remote_port,
+                direction, preexisting, first_seen, state, states_seen, time_wait_at, max_retransmits, max_tx_queue,
+                max_rx_queue, uid, inode, pid, program_id)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """)
+        for c in diff.opened {
+            try insertConnection.run([
+                .integer(c.id), .integer(namespaceID), .integer(Int64(c.key.family)),
+                .integer(try addressID(c.key.local.address)), .integer(Int64(c.key.local.port)),
+                .integer(try addressID(c.key.remote.address)), .integer(Int64(c.key.remote.port)),
+                .integer(Int64(c.direction.rawValue)), .integer(c.preexisting ? 1 : 0), .integer(c.firstSeen),
+                .integer(Int64(c.state.rawValue)), .integer(Int64(c.statesSeen.rawValue)), SQLValue(c.timeWaitAt),
+                .integer(Int64(c.maxRetransmits)), .integer(Int64(c.maxTxQueue)), .integer(Int64(c.maxRxQueue)),
+                .integer(Int64(c.uid)), .integer(Int64(bitPattern: c.inode)), SQLValue(c.owner.map { Int64($0.pid) }),
+                SQLValue(try c.owner.map { try programID($0.program) }),
+            ])
+        }
+
+        for id in diff.reopened {
+            try database.cached("DELETE FROM events WHERE connection_id = ? AND kind = 3").run([.integer(id)])
+            try database.cached("UPDATE connections SET closed_at = NULL, last_seen = NULL, end_reason = NULL WHERE id = ?")
+                .run([.integer(id)])
+        }
+
+        let update = try database.cached(
+            """
+            UPDATE connections SET state = ?, states_seen = ?, time_wait_at = ?, max_retransmits = ?, max_tx_queue = ?,
+                max_rx_queue = ?, uid = ?, inode = ?, pid = ?, program_id = ?
+            WHERE id = ?
+            """)
+        for c in diff.updated {
+            try update.run([
+                .integer(Int64(c.state.rawValue)), .integer(Int64(c.statesSeen.rawValue)), SQLValue(c.timeWaitAt),
+                .integer(Int64(c.maxRetransmits)), .integer(Int64(c.maxTxQueue)), .integer(Int64(c.maxRxQueue)),
+                .integer(Int64(c.uid)), .integer(Int64(bitPattern: c.inode)), SQLValue(c.owner.map { Int64($0.pid) }),
+                SQLValue(try c.owner.map { try programID($0.program) }), .integer(c.id),
+            ])
+        }
+
+        let close = try database.cached("UPDATE connections SET closed_at = ?, last_seen = ?, end_reason = ? WHERE id = ?")
+        for (c, reason) in diff.closed {
+            try close.run([.integer(diff.at), SQLValue(diff.after), .integer(Int64(reason.rawValue)), .integer(c.id)])
+        }
+
+        let insertEvent = try database.cached(
+            "INSERT INTO events (sample_id, connection_id, kind, from_state, to_state) VALUES (?, ?, ?, ?, ?)")
+        for event in diff.events {
+            switch event {
+            case .open(let id, let state):
+                try insertEvent.run([.integer(sampleID), .integer(id), 1, .null, .integer(Int64(state.rawValue))])
+            case .state(let id, let from, let to):
+                try insertEvent.run([
+                    .integer(sampleID), .integer(id), 2, .integer(Int64(from.rawValue)), .integer(Int64(to.rawValue)),
+                ])
+            case .close(let id, let last, _):
+                try insertEvent.run([.integer(sampleID), .integer(id), 3, .integer(Int64(last.rawValue)), .null])
+            }
+        }
+        return windowID
+    }
+
+    // MARK: Lookup rows, inserted on first use
+
+    private func lookup(
+        _ cache: ReferenceWritableKeyPath<Store, [String: Int64]>, _ key: String, select: String, insert: String
+    ) throws -> Int64 {
+        if let id = self[keyPath: cache][key] { return id }
+        let id: Int64
+        if let existing = try database.scalarInt(select, [.text(key)]) {
+            id = existing
+        } else {
+            try database.cached(insert).run([.text(key)])
+            id = database.lastInsertRowID
+        }
+        self[keyPath: cache][key] = id
+        return id
+    }
+
+    func bootRowID(_ bootID: String) throws -> Int64 {
+        try lookup(\.bootIDs, bootID, select: "SELECT id FROM boots WHERE boot_id = ?", insert: "INSERT INTO boots (boot_id) VALUES (?)")
+    }
+
+    func programID(_ name: String) throws -> Int64 {
+        try lookup(\.programIDs, name, select: "SELECT id FROM programs WHERE name = ?", insert: "INSERT INTO programs (name) VALUES (?)")
+    }
+
+    func counterID(_ name: String) throws -> Int64 {
+        try lookup(\.counterIDs, name, select: "SELECT id FROM counter_names WHERE name = ?", insert: "INSERT INTO counter_names (name) VALUES (?)")
+    }
+
+    func namespaceID(_ inode: UInt64) throws -> Int64 {
+        if let id = namespaceIDs[inode] { return id }
+        let value = SQLValue.integer(Int64(bitPattern: inode))
+        let id: Int64
+        if let existing = try database.scalarInt("SELECT id FROM namespaces WHERE inode = ?", [value]) {
+            id = existing
+        } else {
+            try database.cached("INSERT INTO namespaces (inode) VALUES (?)").run([value])
+            id = database.lastInsertRowID
+        }
+        namespaceIDs[inode] = id
+        return id
+    }
+
+    func addressID(_ address: IPAddress) throws -> Int64 {
+        if let id = addressIDs[address] { return id }
+        let bytes = SQLValue.blob(address.bytes)
+        let id: Int64
+        if let existing = try database.scalarInt("SELECT id FROM addresses WHERE bytes = ?", [bytes]) {
+            id = existing
+        } else {
+            try database.cached("INSERT INTO addresses (family, bytes, text) VALUES (?, ?, ?)")
+                .run([.integer(Int64(address.family)), bytes, .text(address.description)])
+            id = database.lastInsertRowID
+        }
+        addressIDs[address] = id
+        return id
+    }
+}

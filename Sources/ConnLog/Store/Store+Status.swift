@@ -1,0 +1,59 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What `connlog status` reports about a database.
+public struct StoreStatus: Sendable, Equatable {
+    public var path: String
+    /// The database file plus its write-ahead log, in bytes.
+    public var sizeBytes: Int64
+    public var schemaVersion: Int
+    public var firstSample: Int64?
+    public var lastSample: Int64?
+    public var samples: Int64
+    public var connections: Int64
+    public var openConnections: Int64
+    public var events: Int64
+    public var windows: Int64
+    /// Pauses between windows: a collector stopped, a pause past twice the interval, or a reboot.
+    public var gaps: Int64
+    public var namespaces: Int64
+    /// The expected spacing of the latest window, in milliseconds.
+    public var interval: Int64?
+    /// The pid of the collector holding the database's lock, if one is running.
+    public var collectorPID: Int32?
+    /// The latest window's source (`proc`).
+    public var source: String?
+}
+
+extension Store {
+    /// Counts and times that describe the database, for `connlog status`.
+    public func status() throws -> StoreStatus {
+        func count(_ sql: String) throws -> Int64 { try database.scalarInt(sql) ?? 0 }
+        var size: Int64 = 0
+        for suffix in ["", "-wal"] {
+            var info = stat()
+            if stat(path + suffix, &info) == 0 { size += Int64(info.st_size) }
+        }
+        var interval: Int64?
+        var source: String?
+        try database.forEach("SELECT interval_ms, source FROM windows ORDER BY ended_at DESC LIMIT 1") {
+            interval = $0.int64(0)
+            source = $0.text(1)
+        }
+        return StoreStatus(
+            path: path, sizeBytes: size, schemaVersion: try database.userVersion(),
+            firstSample: try database.scalarInt("SELECT min(at) FROM samples"),
+            lastSample: try database.scalarInt("SELECT max(at) FROM samples"),
+            samples: try count("SELECT count(*) FROM samples"),
+            connections: try count("SELECT count(*) FROM connections"),
+            openConnections: try count("SELECT count(*) FROM connections WHERE closed_at IS NULL"),
+            events: try count("SELECT count(*) FROM events"),
+            windows: try count("SELECT count(*) FROM windows"),
+            gaps: try count("SELECT count(*) FROM windows WHERE start_reason <> 'first'"),
+            namespaces: try count("SELECT count(*) FROM namespaces"),
+            interval: interval,
+            collectorPID: CollectorLock.holder(databasePath: path),
+            source: source)
+    }
+}

@@ -1,0 +1,289 @@
+/// Why a sample starts a new observation window.
+public enum WindowStart: String, Sendable {
+    /// The namespace's first sample ever.
+    case first
+    /// The previous sample is more than twice the expected interval ago.
+    case gap
+    /// The boot id changed: the host rebooted since the previous sample.
+    case reboot
+}
+
+/// What one sample changed, ready to be written in one transaction.
+public struct SampleDiff: Sendable {
+    /// When the sample was taken, and the namespace's previous sample (nil for its first).
+    public var at: Int64
+    public var after: Int64?
+    /// Set when this sample begins an observation window.
+    public var windowStart: WindowStart?
+    /// Events in the order they are recorded; on one key a close comes before the open that replaces it.
+    public var events: [ConnectionEvent] = []
+    /// Connections first seen in this sample.
+    public var opened: [TrackedConnection] = []
+    /// Open connections whose stored facts changed (state, maxima, inode, owner).
+    public var updated: [TrackedConnection] = []
+    /// Connections seen gone, with how they ended.
+    public var closed: [(connection: TrackedConnection, reason: EndReason)] = []
+    /// Connections closed by the previous sample that this sample saw again unchanged: that read
+    /// missed them (the kernel does not read the table atomically), so their close is withdrawn.
+    public var reopened: [Int64] = []
+    /// R: the `Tcp: EstabResets` delta since the previous sample, when both were read in one boot.
+    public var resets: Int64?
+    /// V: connections that left ESTABLISHED or CLOSE_WAIT straight to gone.
+    public var resetCandidates: Int = 0
+    /// Counters to store: all of them when a window starts, else the ones whose value changed.
+    public var counterChanges: [String: Int64] = [:]
+    /// Distinct sockets in the sample, after folding duplicated lines.
+    public var sockets: Int = 0
+}
+
+/// The pure differ: previous socket set + a new sample -> events and per-connection facts.
+///
+/// Identity follows the spec: a socket's key is (family, local, remote) within one namespace;
+/// the same key is a new connection when its inode changes from one non-zero value to another,
+/// or when a closing state goes back to SYN_SENT, SYN_RECV or ESTABLISHED. A socket read twice
+/// in one sample is one socket; one missed by a single read is taken back (see `reopened`).
+public struct Tracker: Sendable {
+    /// What the tracker remembers between samples; loaded from the store for `collect --once`.
+    public struct State: Sendable {
+        /// The open connections: the last sample's socket set.
+        public var open: [SocketKey: TrackedConnection]
+        /// Connections the last sample closed, in case the next read shows that read missed them.
+        public var justClosed: [SocketKey: TrackedConnection]
+        /// The last sample's time, boot id and counters (nil before the first sample).
+        public var last: (at: Int64, bootID: String, counters: [String: Int64])?
+        /// The id the next new connection gets.
+        public var nextID: Int64
+
+        public init(
+            open: [SocketKey: TrackedConnection] = [:], justClosed: [SocketKey: TrackedConnection] = [:],
+            last: (at: Int64, bootID: String, counters: [String: Int64])? = nil, nextID: Int64 = 1
+        ) {
+            self.open = open
+            self.justClosed = justClosed
+            self.last = last
+            self.nextID = nextID
+        }
+    }
+
+    public private(set) var state: State
+
+    /// Linux's fixed TIME_WAIT length (`TCP_TIMEWAIT_LEN` in include/net/tcp.h), in USER_HZ ticks.
+    static let timeWaitTicks: Int64 = 6000
+    /// The timer number `/proc/net/tcp` shows for the TIME_WAIT timer (`get_timewait4_sock`).
+    static let timeWaitTimer: UInt8 = 3
+
+    public init(state: State = State()) {
+        self.state = state
+    }
+
+    /// Diffs `snapshot` against the previous sample.
+    ///
+    /// - Parameter expectedInterval: the expected spacing of samples in milliseconds; a pause
+    ///   longer than twice this is a gap, and what closed inside it is `unobserved`.
+    public mutating func apply(_ snapshot: Snapshot, expectedInterval: Int64) -> SampleDiff {
+        var diff = SampleDiff(at: snapshot.at, after: state.last?.at)
+        let sightings = deduplicate(snapshot.sightings)
+        diff.sockets = sightings.count
+
+        if let last = state.last {
+            if last.bootID != snapshot.bootID {
+                diff.windowStart = .reboot
+            } else if snapshot.at - last.at > 2 * expectedInterval || snapshot.at < last.at {
+                diff.windowStart = .gap
+            }
+            if last.bootID == snapshot.bootID, let now = snapshot.counters[Snapshot.estabResetsCounter],
+                let before = last.counters[Snapshot.estabResetsCounter], now >= before
+            {
+                diff.resets = now - before
+            }
+        } else {
+            diff.windowStart = .first
+        }
+        let lastCounters = diff.windowStart == nil ? state.last?.counters ?? [:] : [:]
+        diff.counterChanges = snapshot.counters.filter { lastCounters[$0.key] != $0.value }
+
+        if diff.windowStart == .reboot {
+            // Nothing on the old boot survives it, and no read saw when it went.
+            for connection in state.open.values.sorted(by: { $0.id < $1.id }) {
+                diff.events.append(.close(connection: connection.id, last: connection.state, reason: .unobserved))
+                diff.closed.append((connection, .unobserved))
+            }
+            state.open.removeAll()
+            state.justClosed.removeAll()
+        }
+
+        var listeningPorts = Set(state.open.values.lazy.filter { $0.state == .listen }.map(\.key.local.port))
+        for sighting in sightings where sighting.state == .listen { listeningPorts.insert(sighting.key.local.port) }
+
+        var pendingClosures: [TrackedConnection] = []
+        var seen = Set<SocketKey>(minimumCapacity: sightings.count)
+        let previouslyClosed = state.justClosed
+        state.justClosed.removeAll(keepingCapacity: true)
+
+        for sighting in sightings {
+            seen.insert(sighting.key)
+            if var connection = state.open[sighting.key] {
+                if isNewGeneration(connection, sighting) {
+                    pendingClosures.append(connection)
+                    diff.events.append(.close(connection: connection.id, last: connection.state, reason: .ambiguous))
+                    open(sighting, snapshot: snapshot, listeningPorts: listeningPorts, into: &diff)
+                } else if update(&connection, with: sighting, snapshot: snapshot, into: &diff) {
+                    state.open[sighting.key] = connection
+                    diff.updated.append(connection)
+                }
+            } else if var connection = previouslyClosed[sighting.key], isSameSocket(connection, sighting),
+                diff.windowStart == nil
+            {
+                diff.reopened.append(connection.id)
+                _ = update(&connection, with: sighting, snapshot: snapshot, into: &diff)
+                state.open[sighting.key] = connection
+                diff.updated.append(connection)
+            } else {
+                open(sighting, snapshot: snapshot, listeningPorts: listeningPorts, into: &diff)
+            }
+        }
+
+        for (key, connection) in state.open where !seen.contains(key) {
+            pendingClosures.append(connection)
+            diff.events.append(.close(connection: connection.id, last: connection.state, reason: .ambiguous))
+        }
+        for connection in pendingClosures where state.open[connection.key]?.id == connection.id {
+            state.open.removeValue(forKey: connection.key)
+        }
+        classify(pendingClosures, into: &diff)
+
+        state.last = (snapshot.at, snapshot.bootID, snapshot.counters)
+        return diff
+    }
+
+    /// Folds lines that name the same key into one, keeping the one that continues the tracked
+    /// connection (same inode), else one with a live inode, else the last read.
+    func deduplicate(_ sightings: [Sighting]) -> [Sighting] {
+        var index: [SocketKey: Int] = [:]
+        index.reserveCapacity(sightings.count)
+        var result: [Sighting] = []
+        result.reserveCapacity(sightings.count)
+        for sighting in sightings {
+            guard let position = index[sighting.key] else {
+                index[sighting.key] = result.count
+                result.append(sighting)
+                continue
+            }
+            let kept = result[position]
+            let trackedInode = state.open[sighting.key]?.inode ?? 0
+            if trackedInode != 0 && kept.inode == trackedInode { continue }
+            if trackedInode != 0 && sighting.inode == trackedInode || kept.inode == 0 || sighting.inode != 0 && sighting.inode < kept.inode {
+                result[position] = sighting
+            }
+        }
+        return result
+    }
+
+    private func isNewGeneration(_ connection: TrackedConnection, _ sighting: Sighting) -> Bool {
+        if connection.inode != 0 && sighting.inode != 0 && connection.inode != sighting.inode { return true }
+        return connection.state.isClosing && sighting.state.isOpening
+    }
+
+    /// Whether a sighting is the socket a previous read closed, rather than a new one on its key.
+    private func isSameSocket(_ connection: TrackedConnection, _ sighting: Sighting) -> Bool {
+        if isNewGeneration(connection, sighting) { return false }
+        if connection.inode != 0 && connection.inode == sighting.inode { return true }
+        return connection.state == .timeWait && sighting.state == .timeWait
+    }
+
+    private mutating func open(_ sighting: Sighting, snapshot: Snapshot, listeningPorts: Set<UInt16>, into diff: inout SampleDiff) {
+        let direction: Direction =
+            sighting.state == .listen ? .listen : listeningPorts.contains(sighting.key.local.port) ? .inbound : .outbound
+        var connection = TrackedConnection(
+            id: state.nextID, key: sighting.key, state: sighting.state, statesSeen: TCPStateSet(sighting.state),
+            inode: sighting.inode, uid: sighting.uid, direction: direction, preexisting: diff.windowStart != nil,
+            firstSeen: snapshot.at, maxRetransmits: sighting.retransmits, maxTxQueue: sighting.txQueue,
+            maxRxQueue: sighting.rxQueue, owner: sighting.inode == 0 ? nil : snapshot.owners[sighting.inode])
+        state.nextID += 1
+        if sighting.state == .timeWait {
+            connection.timeWaitAt = timeWaitEntry(sighting, at: snapshot.at, notBefore: nil)
+        }
+        state.open[sighting.key] = connection
+        diff.opened.append(connection)
+        diff.events.append(.open(connection: connection.id, state: sighting.state))
+    }
+
+    /// Folds a sighting into an open connection; true when a stored fact changed.
+    private func update(_ connection: inout TrackedConnection, with sighting: Sighting, snapshot: Snapshot, into diff: inout SampleDiff) -> Bool {
+        let before = connection
+        if sighting.state != connection.state {
+            diff.events.append(.state(connection: connection.id, from: connection.state, to: sighting.state))
+            if sighting.state == .timeWait && connection.timeWaitAt == nil {
+                connection.timeWaitAt = timeWaitEntry(sighting, at: snapshot.at, notBefore: diff.after)
+            }
+            connection.state = sighting.state
+            connection.statesSeen.insert(sighting.state)
+        }
+        if sighting.inode != 0 {
+            connection.inode = sighting.inode
+            connection.uid = sighting.uid
+            if connection.owner == nil, let owner = snapshot.owners[sighting.inode] { connection.owner = owner }
+        }
+        connection.maxRetransmits = max(connection.maxRetransmits, sighting.retransmits)
+        connection.maxTxQueue = max(connection.maxTxQueue, sighting.txQueue)
+        connection.maxRxQueue = max(connection.maxRxQueue, sighting.rxQueue)
+        return connection != before
+    }
+
+    /// When a TIME_WAIT socket entered the state: the sample time less the part of the 60 s
+    /// already spent, kept after the previous sample that saw it in another state.
+    private func timeWaitEntry(_ sighting: Sighting, at: Int64, notBefore: Int64?) -> Int64? {
+        guard sighting.timer == Self.timeWaitTimer else { return nil }
+        let spentTicks = Self.timeWaitTicks - min(Int64(sighting.timerTicks), Self.timeWaitTicks)
+        var entry = at - spentTicks * 10
+        if let notBefore, entry <= notBefore { entry = notBefore + 1 }
+        return entry
+    }
+
+    /// Decides how each closed connection ended, reconciling the abrupt ones with `EstabResets`.
+    private mutating func classify(_ closures: [TrackedConnection], into diff: inout SampleDiff) {
+        var reasons: [Int64: EndReason] = [:]
+        for connection in closures {
+            let reason: EndReason?
+            if diff.windowStart != nil {
+                reason = .unobserved
+            } else if connection.state == .listen {
+                reason = .listenClosed
+            } else if connection.statesSeen.hasActiveClose {
+                reason = .activeClose
+            } else if connection.statesSeen.contains(.lastAck) {
+                reason = .passiveClose
+            } else if connection.state == .synSent || connection.state == .synReceived || connection.state == .newSynReceived,
+                !connection.statesSeen.contains(.established)
+            {
+                reason = .failedConnect
+            } else {
+                reason = nil
+            }
+            if let reason { reasons[connection.id] = reason }
+        }
+        let v = closures.count - reasons.count
+        diff.resetCandidates = v
+        for connection in closures {
+            var reason = reasons[connection.id]
+            if reason == nil {
+                if let r = diff.resets, r >= Int64(v) {
+                    reason = .reset
+                } else if diff.resets == 0 {
+                    reason = connection.state == .closeWait ? .passiveClose : .vanished
+                } else {
+                    reason = .ambiguous
+                }
+            }
+            diff.closed.append((connection, reason!))
+            state.justClosed[connection.key] = connection
+        }
+        let final = Dictionary(diff.closed.map { ($0.connection.id, $0.reason) }, uniquingKeysWith: { $1 })
+        diff.events = diff.events.map { event in
+            if case .close(let id, let last, _) = event, let reason = final[id] {
+                return .close(connection: id, last: last, reason: reason)
+            }
+            return event
+        }
+    }
+}

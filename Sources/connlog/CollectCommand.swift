@@ -1,0 +1,89 @@
+import ArgumentParser
+import ConnLog
+
+struct CollectCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "collect",
+        abstract: "Sample the TCP socket tables and record what changed.",
+        discussion: """
+            With --once, takes one sample, diffs it against the one stored by the previous run and
+            exits: the cron mode. --every (default 1m) is how often cron runs it; a longer pause is
+            recorded as a gap. Otherwise samples every --interval until SIGINT or SIGTERM (which
+            let the sample in hand finish, then exit 0) or until --duration has passed.
+
+            Only one collector records into a database at a time; a second one exits with status 1.
+
+            Examples:
+              connlog collect --once                       # from cron, every minute
+              connlog collect --interval 1s                # sidecar, until stopped
+              connlog collect --interval 200ms --duration 1m --db /tmp/incident.db
+              connlog collect --proc-root /host/proc --retain 30d
+            """
+    )
+
+    @OptionGroup var database: DatabaseOptions
+
+    @Flag(help: "Take one sample, record it and exit (for cron).")
+    var once = false
+
+    @Option(help: ArgumentHelp("How often to sample, e.g. 200ms, 1s, 5s.", valueName: "duration"))
+    var interval: DurationArgument?
+
+    @Option(help: ArgumentHelp("With --once: how often cron runs it; a longer pause is a gap.", valueName: "duration"))
+    var every: DurationArgument?
+
+    @Option(help: ArgumentHelp("Stop after this long, e.g. 1m.", valueName: "duration"))
+    var duration: DurationArgument?
+
+    @Option(help: ArgumentHelp("Read the proc filesystem here: /host/proc in a container, /proc/<pid> for another network namespace.", valueName: "dir"))
+    var procRoot: String = "/proc"
+
+    @Option(help: ArgumentHelp("Delete history older than this, e.g. 30d.", valueName: "duration"))
+    var retain: DurationArgument?
+
+    @Flag(help: "Do not find which process owns each socket.")
+    var noProcesses = false
+
+    @Flag(help: "Print one line per sample to stderr.")
+    var verbose = false
+
+    func validate() throws {
+        if once {
+            if interval != nil { throw ValidationError("--interval applies to the sampling loop; with --once use --every") }
+            if duration != nil { throw ValidationError("--duration applies to the sampling loop, not to --once") }
+        } else if every != nil {
+            throw ValidationError("--every applies to --once; the sampling loop uses --interval")
+        }
+        if let interval, interval.milliseconds < 10 {
+            throw ValidationError("--interval must be at least 10ms")
+        }
+    }
+
+    func run() throws {
+        let spacing = once ? (every?.milliseconds ?? 60_000) : (interval?.milliseconds ?? 1000)
+        let recorder = try Recorder(
+            databasePath: database.path,
+            options: Recorder.Options(
+                procRoot: procRoot, attributeProcesses: !noProcesses, interval: spacing, retain: retain?.milliseconds))
+        if once {
+            let summary = try recorder.recordSample()
+            if verbose { warn(describe(summary)) }
+            if summary.malformedLines > 0 {
+                warn("skipped \(summary.malformedLines) malformed lines in \(procRoot)/net/tcp*")
+            }
+            try recorder.pruneIfDue(now: summary.at)
+            return
+        }
+        if verbose {
+            warn("collecting into \(database.path) every \(TimeText.duration(spacing)); stop with Ctrl-C or SIGTERM")
+        }
+        let samples = recorder.run(duration: duration?.milliseconds) { warn($0) }
+        if verbose { warn("stopped after \(samples) samples") }
+    }
+
+    private func describe(_ summary: Recorder.SampleSummary) -> String {
+        var text = "\(TimeText.iso8601(summary.at)): \(summary.sockets) sockets, \(summary.opened) opened, \(summary.closed) closed, \(summary.events) events"
+        if let start = summary.windowStart { text += " (new window: \(start.rawValue))" }
+        return text
+    }
+}

@@ -1,0 +1,111 @@
+import ArgumentParser
+import ConnLog
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Describe the database: size, schema, samples, connections, gaps, who is collecting.",
+        discussion: """
+            Examples:
+              connlog status
+              connlog status --db /var/lib/connlog/connlog.db --format json
+            """
+    )
+
+    @OptionGroup var database: DatabaseOptions
+
+    @Option(help: "Output format: table or json.")
+    var format: OutputFormat = .table
+
+    func run() throws {
+        let store = try Store(path: database.path, access: .read)
+        let status = try store.status()
+        let now = Int64(time(nil)) * 1000
+        let collecting: String
+        if let pid = status.collectorPID {
+            collecting = "pid \(pid)" + (status.interval.map { ", every \(TimeText.duration($0))" } ?? "")
+        } else if let last = status.lastSample, let interval = status.interval, now - last <= 2 * interval {
+            collecting = "cron (every \(TimeText.duration(interval)); last sample \(TimeText.duration(max(1000, now - last))) ago)"
+        } else {
+            collecting = "nothing"
+        }
+        switch format {
+        case .table:
+            let rows: [(String, String)] = [
+                ("path", status.path),
+                ("size", byteText(status.sizeBytes)),
+                ("schema version", "\(status.schemaVersion)"),
+                ("first sample", status.firstSample.map(TimeText.iso8601) ?? "-"),
+                ("last sample", status.lastSample.map { TimeText.iso8601($0) + " (\(TimeText.duration(max(1000, now - $0))) ago)" } ?? "-"),
+                ("samples", "\(status.samples)"),
+                ("connections", "\(status.connections) (\(status.openConnections) open)"),
+                ("events", "\(status.events)"),
+                ("windows", "\(status.windows)"),
+                ("gaps", "\(status.gaps)"),
+                ("namespaces", "\(status.namespaces)"),
+                ("source", status.source ?? "-"),
+                ("collecting", collecting),
+            ]
+            let width = rows.map(\.0.count).max() ?? 0
+            for (name, value) in rows {
+                print(name + String(repeating: " ", count: width - name.count + 2) + value)
+            }
+        case .json:
+            func string(_ text: String?) -> String { text.map(jsonString) ?? "null" }
+            func number(_ value: Int64?) -> String { value.map(String.init) ?? "null" }
+            let fields: [(String, String)] = [
+                ("path", string(status.path)),
+                ("size_bytes", "\(status.sizeBytes)"),
+                ("schema_version", "\(status.schemaVersion)"),
+                ("first_sample", string(status.firstSample.map(TimeText.iso8601))),
+                ("last_sample", string(status.lastSample.map(TimeText.iso8601))),
+                ("samples", "\(status.samples)"),
+                ("connections", "\(status.connections)"),
+                ("open_connections", "\(status.openConnections)"),
+                ("events", "\(status.events)"),
+                ("windows", "\(status.windows)"),
+                ("gaps", "\(status.gaps)"),
+                ("namespaces", "\(status.namespaces)"),
+                ("interval_ms", number(status.interval)),
+                ("source", string(status.source)),
+                ("collector_pid", number(status.collectorPID.map(Int64.init))),
+                ("collecting", string(collecting)),
+            ]
+            print("{" + fields.map { "\(jsonString($0.0)): \($0.1)" }.joined(separator: ", ") + "}")
+        }
+    }
+}
+
+func byteText(_ bytes: Int64) -> String {
+    let units = ["bytes", "KiB", "MiB", "GiB", "TiB"]
+    var value = Double(bytes)
+    var unit = 0
+    while value >= 1024 && unit < units.count - 1 {
+        value /= 1024
+        unit += 1
+    }
+    return unit == 0 ? "\(bytes) bytes" : String(Int((value * 10).rounded())) .dropLast() + "." + String(Int((value * 10).rounded())).suffix(1) + " " + units[unit]
+}
+
+/// A JSON string literal (RFC 8259 escaping).
+func jsonString(_ text: String) -> String {
+    var out = "\""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case _ where scalar.value < 0x20:
+            let hex = String(scalar.value, radix: 16)
+            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out + "\""
+}
