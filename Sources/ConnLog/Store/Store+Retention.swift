@@ -8,6 +8,7 @@ extension Store {
     @discardableResult
     public func prune(before cutoff: Int64, batchSize: Int = 2000, maxBatches: Int = 50) throws -> (deleted: Int, more: Bool) {
         guard let lastOldSample = try database.scalarInt("SELECT max(id) FROM samples WHERE at < ?", [.integer(cutoff)]) else {
+            try clipWindows(before: cutoff)
             return (0, false)
         }
         let limit = SQLValue.integer(Int64(batchSize))
@@ -50,12 +51,17 @@ extension Store {
                 if changed < batchSize { break }
             }
         }
+        try clipWindows(before: cutoff)
+        return (deleted, false)
+    }
+
+    /// Drops windows that ended before `cutoff` and starts the one that straddles it there.
+    private func clipWindows(before cutoff: Int64) throws {
         try database.transaction(.immediate) {
             try database.cached("DELETE FROM windows WHERE ended_at < ? AND id NOT IN (SELECT window_id FROM samples)")
                 .run([.integer(cutoff)])
             try database.cached("UPDATE windows SET started_at = ? WHERE started_at < ? AND ended_at >= ?")
                 .run([.integer(cutoff), .integer(cutoff), .integer(cutoff)])
         }
-        return (deleted, false)
     }
 }

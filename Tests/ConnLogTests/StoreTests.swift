@@ -1,0 +1,230 @@
+import Foundation
+import Testing
+
+@testable import ConnLog
+
+@Suite("The store: migrations, atomic samples, restart")
+struct StoreTests {
+    let directory: URL
+    var path: String { directory.appendingPathComponent("connlog.db").path }
+
+    init() throws { directory = try temporaryDirectory() }
+
+    /// Records `snapshots` in order, the way the recorder does, and returns the diffs.
+    @discardableResult
+    func record(_ snapshots: [Snapshot], into store: Store, interval: Int64 = 1000) throws -> [SampleDiff] {
+        var position = try store.position(namespace: snapshots[0].namespace)
+        var tracker = Tracker(state: position.tracker)
+        var diffs: [SampleDiff] = []
+        for snapshot in snapshots {
+            let diff = tracker.apply(snapshot, expectedInterval: interval)
+            position.windowID = try store.record(
+                diff, context: .init(namespace: snapshot.namespace, bootID: snapshot.bootID, windowID: position.windowID, interval: interval))
+            diffs.append(diff)
+        }
+        return diffs
+    }
+
+    func snapshot(at seconds: Int64, _ sightings: [Sighting], resets: Int64 = 0) -> Snapshot {
+        Snapshot(
+            at: 1_700_000_000_000 + seconds * 1000, namespace: 4_026_531_840, bootID: "boot", sightings: sightings,
+            counters: [Snapshot.estabResetsCounter: resets])
+    }
+
+    @Test func freshDatabaseGetsEverySchemaVersionAnd0600() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try Store(path: path, access: .write)
+        #expect(try store.database.userVersion() == Migration.latestVersion)
+        #expect(try store.database.scalarText("PRAGMA journal_mode") == "wal")
+        let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+        for table in ["samples", "connections", "events", "counters", "windows", "addresses", "collectors"] {
+            #expect(try store.database.scalarInt("SELECT count(*) FROM sqlite_master WHERE name = ?", [.text(table)]) == 1)
+        }
+    }
+
+    @Test func eachOlderVersionIsUpgradedInPlaceWithItsData() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        for version in 0..<Migration.latestVersion {
+            let file = directory.appendingPathComponent("v\(version).db").path
+            do {
+                let database = try Database(path: file, mode: .readWrite(create: true))
+                try database.migrate(Array(Migration.all.prefix(version)))
+                try database.execute("CREATE TABLE IF NOT EXISTS keep_me (x INTEGER); INSERT INTO keep_me VALUES (42);")
+            }
+            // A table the migrations do not know makes it look foreign at version 0; that is tested below.
+            if version == 0 { try Database(path: file, mode: .readWrite(create: false)).execute("DROP TABLE keep_me") }
+            let store = try Store(path: file, access: .write)
+            #expect(try store.database.userVersion() == Migration.latestVersion)
+            if version > 0 { #expect(try store.database.scalarInt("SELECT x FROM keep_me") == 42) }
+        }
+    }
+
+    @Test func newerSchemaIsRefusedAndLeftUntouched() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        do {
+            let database = try Database(path: path, mode: .readWrite(create: true))
+            try database.execute("CREATE TABLE future (x); PRAGMA user_version = \(Migration.latestVersion + 1);")
+        }
+        let before = try Data(contentsOf: URL(fileURLWithPath: path))
+        for access in [Store.Access.write, .read] {
+            #expect {
+                _ = try Store(path: path, access: access)
+            } throws: { error in
+                "\(error)".contains("newer than this connlog knows")
+            }
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == before)
+        #expect(!FileManager.default.fileExists(atPath: path + "-wal"))
+    }
+
+    @Test func foreignAndDamagedFilesAreRefusedAndLeftUntouched() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let foreign = directory.appendingPathComponent("foreign.db").path
+        do { try Database(path: foreign, mode: .readWrite(create: true)).execute("CREATE TABLE orders (id INTEGER)") }
+        let garbage = directory.appendingPathComponent("garbage.db").path
+        try Data(repeating: 0xAB, count: 8192).write(to: URL(fileURLWithPath: garbage))
+        for (file, phrase) in [(foreign, "not a connlog one"), (garbage, "not a SQLite database")] {
+            let before = try Data(contentsOf: URL(fileURLWithPath: file))
+            #expect(throws: ConnLogError.self) { _ = try Store(path: file, access: .write) }
+            #expect {
+                _ = try Store(path: file, access: .write)
+            } throws: { "\($0)".contains(phrase) }
+            #expect(try Data(contentsOf: URL(fileURLWithPath: file)) == before)
+        }
+    }
+
+    @Test func readingAMissingDatabaseSaysWhatToDo() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        #expect { _ = try Store(path: path, access: .read) } throws: { "\($0)".contains("run `connlog collect` first") }
+        #expect(!FileManager.default.fileExists(atPath: path))
+    }
+
+    @Test func aSampleIsAllOrNothing() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try Store(path: path, access: .write)
+        let first = key(40000, 80)
+        let second = key(40001, 80)
+        try record([snapshot(at: 0, [socket(first, .established, inode: 1)])], into: store)
+        let counts = { () throws -> [Int64] in
+            try ["samples", "connections", "events", "counters", "addresses"].map {
+                try store.database.scalarInt("SELECT count(*) FROM \($0)") ?? -1
+            } + [try store.database.scalarInt("SELECT samples FROM windows") ?? -1]
+        }
+        let before = try counts()
+        // Fail the transaction half-way: after the sample, window, counters and connections are written.
+        try store.database.execute(
+            "CREATE TRIGGER fail_midway BEFORE INSERT ON events WHEN NEW.kind = 1 BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
+        #expect(throws: (any Error).self) {
+            try record([snapshot(at: 1, [socket(first, .closeWait, inode: 1), socket(second, .established, inode: 2)], resets: 3)], into: store)
+        }
+        #expect(try counts() == before)
+        #expect(try store.database.scalarInt("SELECT state FROM connections WHERE id = 1") == Int64(TCPState.established.rawValue))
+        try store.database.execute("DROP TRIGGER fail_midway")
+        // The next attempt starts from what the database holds and records the sample whole.
+        let diffs = try record([snapshot(at: 2, [socket(first, .closeWait, inode: 1), socket(second, .established, inode: 2)])], into: store)
+        #expect(diffs[0].events.count == 2)
+        #expect(try store.database.scalarInt("SELECT count(*) FROM connections") == 2)
+    }
+
+    @Test func historyContinuesAcrossReopening() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let client = key(40000, 5432)
+        let listener = SocketKey(local: Endpoint(address: .ipv4Any, port: 5432), remote: Endpoint(address: .ipv4Any, port: 0))
+        let server = key(5432, 40000)
+        do {
+            let store = try Store(path: path, access: .write)
+            try record([
+                snapshot(at: 0, [socket(listener, .listen, inode: 1)]),
+                snapshot(at: 1, [socket(listener, .listen, inode: 1), socket(client, .established, inode: 2), socket(server, .established, inode: 3)]),
+            ], into: store)
+        }
+        // A new process, as `collect --once` from cron: it diffs against the stored set.
+        let store = try Store(path: path, access: .write)
+        let diffs = try record([snapshot(at: 2, [socket(listener, .listen, inode: 1), socket(client, .timeWait, timer: 3, ticks: 5900)], resets: 0)], into: store)
+        #expect(diffs[0].windowStart == nil)
+        #expect(diffs[0].events == [
+            .state(connection: 2, from: .established, to: .timeWait),
+            .close(connection: 3, last: .established, reason: .vanished),
+        ])
+        var rows: [String] = []
+        try store.database.forEach("SELECT local, remote, direction, state, end_reason FROM connections_v ORDER BY id") { row in
+            rows.append((0..<5).map { row.optionalText(Int32($0)) ?? "NULL" }.joined(separator: " "))
+        }
+        #expect(rows == [
+            "0.0.0.0:5432 0.0.0.0:0 listen LISTEN NULL",
+            "127.0.0.1:40000 127.0.0.1:5432 outbound TIME_WAIT NULL",
+            "127.0.0.1:5432 127.0.0.1:40000 inbound ESTABLISHED vanished",
+        ])
+        #expect(try store.database.scalarInt("SELECT count(*) FROM windows") == 1)
+        #expect(try store.database.scalarInt("SELECT samples FROM windows") == 3)
+    }
+
+    @Test func aMissedReadIsTakenBackInTheDatabase() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try Store(path: path, access: .write)
+        let client = key(40000, 443)
+        try record([snapshot(at: 0, [socket(client, .established, inode: 5)]), snapshot(at: 1, [])], into: store)
+        #expect(try store.database.scalarInt("SELECT count(*) FROM events WHERE kind = 3") == 1)
+        // Reopened by a new process, which must know what the last sample closed.
+        try record([snapshot(at: 2, [socket(client, .established, inode: 5)])], into: store)
+        #expect(try store.database.scalarInt("SELECT count(*) FROM events WHERE kind = 3") == 0)
+        #expect(try store.database.scalarInt("SELECT count(*) FROM connections WHERE closed_at IS NULL") == 1)
+        #expect(try store.database.scalarInt("SELECT count(*) FROM connections") == 1)
+    }
+
+    @Test func countersAreStoredSparsely() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try Store(path: path, access: .write)
+        try record((0..<5).map { snapshot(at: $0, [], resets: $0 < 3 ? 0 : 4) }, into: store)
+        var values: [Int64] = []
+        try store.database.forEach("SELECT value FROM counters_v WHERE name = 'Tcp.EstabResets' ORDER BY sample_id") { values.append($0.int64(0)) }
+        #expect(values == [0, 4])
+        #expect(try store.database.scalarInt("SELECT resets FROM samples ORDER BY id DESC LIMIT 1 OFFSET 1") == 4)
+    }
+
+    @Test func retentionDeletesOldHistoryAndKeepsOpenConnections() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try Store(path: path, access: .write)
+        let old = key(40000, 80)
+        let kept = key(40001, 80)
+        var snapshots: [Snapshot] = []
+        for second in 0..<50 {
+            var sightings = [socket(kept, .established, inode: 2)]
+            if second < 10 { sightings.append(socket(old, .established, inode: UInt64(100 + second / 2))) }
+            snapshots.append(snapshot(at: Int64(second), sightings))
+        }
+        try record(snapshots, into: store)
+        let cutoff: Int64 = 1_700_000_000_000 + 30 * 1000
+        var more = true
+        while more { more = try store.prune(before: cutoff, batchSize: 3, maxBatches: 4).more }
+        #expect(try store.database.scalarInt("SELECT min(at) FROM samples") == cutoff)
+        #expect(try store.database.scalarInt("SELECT count(*) FROM connections WHERE closed_at < ?", [.integer(cutoff)]) == 0)
+        #expect(try store.database.scalarInt("SELECT count(*) FROM connections WHERE closed_at IS NULL") == 1)
+        #expect(try store.database.scalarInt("SELECT started_at FROM windows") == cutoff)
+        #expect(try store.database.scalarText("PRAGMA integrity_check") == "ok")
+    }
+
+    @Test func embeddedMigrationsMatchTheFiles() throws {
+        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Migrations")
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".sql") }.sorted()
+        #expect(files.count == Migration.all.count)
+        for (file, migration) in zip(files, Migration.all) {
+            #expect(file == String(format: "%04d_%@.sql", migration.version, migration.name))
+            #expect(try String(contentsOf: folder.appendingPathComponent(file), encoding: .utf8) == migration.sql)
+        }
+    }
+
+    @Test func oneCollectorAtATime() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        do {
+            let lock = try CollectorLock(databasePath: path)
+            #expect(CollectorLock.holder(databasePath: path) == getpid())
+            #expect { _ = try CollectorLock(databasePath: path) } throws: { "\($0)".contains("already recording") }
+            _ = lock
+        }
+        #expect(CollectorLock.holder(databasePath: path) == nil)
+        _ = try CollectorLock(databasePath: path)
+    }
+}

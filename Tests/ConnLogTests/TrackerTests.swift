@@ -1,0 +1,253 @@
+import Testing
+
+@testable import ConnLog
+
+/// Drives a Tracker through synthetic samples one second apart.
+struct Driver {
+    var tracker = Tracker()
+    var at: Int64 = 1_700_000_000_000
+    var bootID = "boot-a"
+    var resets: Int64 = 0
+    let interval: Int64 = 1000
+
+    /// Takes a sample holding `sightings`, after `resetsSince` more EstabResets.
+    mutating func sample(_ sightings: [Sighting], resetsSince: Int64 = 0, advance: Int64 = 1000, owners: [UInt64: ProcessOwner] = [:]) -> SampleDiff {
+        at += advance
+        resets += resetsSince
+        let snapshot = Snapshot(
+            at: at, namespace: 4_026_531_840, bootID: bootID, sightings: sightings,
+            counters: [Snapshot.estabResetsCounter: resets, "Tcp.ActiveOpens": 7], owners: owners)
+        return tracker.apply(snapshot, expectedInterval: interval)
+    }
+
+    /// The end reason of the one connection the diff closed.
+    static func reason(_ diff: SampleDiff) -> EndReason? {
+        diff.closed.count == 1 ? diff.closed[0].reason : nil
+    }
+}
+
+func socket(_ k: SocketKey, _ state: TCPState, inode: UInt64 = 100, timer: UInt8 = 0, ticks: UInt32 = 0, retransmits: UInt32 = 0) -> Sighting {
+    Sighting(key: k, state: state, timer: timer, timerTicks: ticks, retransmits: retransmits, uid: 1000, inode: state == .timeWait ? 0 : inode)
+}
+
+@Suite("The differ: events and how connections ended")
+struct TrackerTests {
+    let client = key(40000, 5432)
+
+    @Test func activeCloseThroughTimeWait() {
+        var d = Driver()
+        _ = d.sample([])
+        let opened = d.sample([socket(client, .established)])
+        #expect(opened.events == [.open(connection: 1, state: .established)])
+        #expect(opened.opened[0].preexisting == false)
+        let waiting = d.sample([socket(client, .timeWait, timer: 3, ticks: 5950)])
+        #expect(waiting.events == [.state(connection: 1, from: .established, to: .timeWait)])
+        // 50 ticks of the 6000 already spent: entered 500 ms before this sample.
+        #expect(waiting.updated[0].timeWaitAt == d.at - 500)
+        let gone = d.sample([])
+        #expect(gone.events == [.close(connection: 1, last: .timeWait, reason: .activeClose)])
+        #expect(gone.resetCandidates == 0)
+    }
+
+    @Test func passiveCloseThroughLastAck() {
+        var d = Driver()
+        _ = d.sample([socket(client, .established)])
+        _ = d.sample([socket(client, .closeWait)])
+        _ = d.sample([socket(client, .lastAck)])
+        #expect(Driver.reason(d.sample([], resetsSince: 5)) == .passiveClose)
+    }
+
+    @Test func closeWaitGoneWithoutResetsIsPassiveClose() {
+        var d = Driver()
+        _ = d.sample([socket(client, .established)])
+        _ = d.sample([socket(client, .closeWait)])
+        let gone = d.sample([])
+        #expect(Driver.reason(gone) == .passiveClose)
+        #expect(gone.resets == 0)
+        #expect(gone.resetCandidates == 1)
+    }
+
+    @Test func establishedGoneWithAResetCountedIsReset() {
+        var d = Driver()
+        _ = d.sample([socket(client, .established)])
+        let gone = d.sample([], resetsSince: 1)
+        #expect(Driver.reason(gone) == .reset)
+        #expect(gone.resets == 1)
+        #expect(gone.resetCandidates == 1)
+    }
+
+    @Test func closeWaitGoneWithAResetCountedIsReset() {
+        var d = Driver()
+        _ = d.sample([socket(client, .established)])
+        _ = d.sample([socket(client, .closeWait)])
+        #expect(Driver.reason(d.sample([], resetsSince: 1)) == .reset)
+    }
+
+    @Test func establishedGoneWithoutResetsVanished() {
+        var d = Driver()
+        _ = d.sample([socket(client, .established)])
+        #expect(Driver.reason(d.sample([])) == .vanished)
+    }
+
+    @Test func fewerResetsThanCandidatesIsAmbiguousForAll() {
+        var d = Driver()
+        let other = key(40001, 5432)
+        _ = d.sample([socket(client, .established, inode: 1), socket(other, .established, inode: 2)])
+        let gone = d.sample([], resetsSince: 1)
+        #expect(gone.closed.map(\.reason) == [.ambiguous, .ambiguous])
+        #expect(gone.resets == 1)
+        #expect(gone.resetCandidates == 2)
+    }
+
+    @Test func synSentNeverEstablishedIsAFailedConnect() {
+        var d = Driver()
+        _ = d.sample([socket(client, .synSent)])
+        #expect(Driver.reason(d.sample([], resetsSince: 3)) == .failedConnect)
+    }
+
+    @Test func listenerGoingAwayIsListenClosed() {
+        var d = Driver()
+        let listener = SocketKey(local: Endpoint(address: .ipv4Any, port: 5432), remote: Endpoint(address: .ipv4Any, port: 0))
+        let opened = d.sample([socket(listener, .listen)])
+        #expect(opened.opened[0].direction == .listen)
+        #expect(Driver.reason(d.sample([])) == .listenClosed)
+    }
+
+    @Test func closedInsideAGapIsUnobserved() {
+        var d = Driver()
+        _ = d.sample([socket(client, .established)])
+        let late = d.sample([], resetsSince: 1, advance: 2001)
+        #expect(late.windowStart == .gap)
+        #expect(Driver.reason(late) == .unobserved)
+        #expect(late.resetCandidates == 0)
+    }
+
+    @Test func pauseUpToTwiceTheIntervalIsNoGap() {
+        var d = Driver()
+        _ = d.sample([socket(client, .established)])
+        let diff = d.sample([socket(client, .established)], advance: 2000)
+        #expect(diff.windowStart == nil)
+    }
+
+    @Test func rebootClosesEverythingAsUnobserved() {
+        var d = Driver()
+        let listener = SocketKey(local: Endpoint(address: .ipv4Any, port: 5432), remote: Endpoint(address: .ipv4Any, port: 0))
+        _ = d.sample([socket(client, .established), socket(listener, .listen, inode: 7)])
+        d.bootID = "boot-b"
+        // The same keys after a reboot are new connections, present when the window began.
+        let after = d.sample([socket(client, .established)])
+        #expect(after.windowStart == .reboot)
+        #expect(after.closed.map(\.reason) == [.unobserved, .unobserved])
+        #expect(after.opened.count == 1)
+        #expect(after.opened[0].id == 3)
+        #expect(after.opened[0].preexisting)
+        #expect(after.resets == nil)
+        #expect(after.events.first == .close(connection: 1, last: .established, reason: .unobserved))
+    }
+
+    @Test func firstSampleOfAWindowIsPreexisting() {
+        var d = Driver()
+        let first = d.sample([socket(client, .established)])
+        #expect(first.windowStart == .first)
+        #expect(first.opened[0].preexisting)
+        let second = d.sample([socket(client, .established), socket(key(40001, 5432), .synSent, inode: 2)])
+        #expect(second.opened.count == 1)
+        #expect(second.opened[0].preexisting == false)
+    }
+
+    @Test func newInodeOnTheSameKeyIsANewConnection() {
+        var d = Driver()
+        _ = d.sample([socket(client, .established, inode: 100)])
+        let diff = d.sample([socket(client, .established, inode: 200)], resetsSince: 1)
+        // The close of the old one comes first, then the open of its successor.
+        #expect(diff.events == [
+            .close(connection: 1, last: .established, reason: .reset),
+            .open(connection: 2, state: .established),
+        ])
+    }
+
+    @Test func closingStateBackToSynSentIsANewConnection() {
+        var d = Driver()
+        _ = d.sample([socket(client, .established)])
+        _ = d.sample([socket(client, .timeWait, timer: 3, ticks: 5000)])
+        let diff = d.sample([socket(client, .synSent, inode: 300)])
+        #expect(diff.events == [
+            .close(connection: 1, last: .timeWait, reason: .activeClose),
+            .open(connection: 2, state: .synSent),
+        ])
+    }
+
+    @Test func inodeTurningZeroInTimeWaitIsTheSameConnection() {
+        var d = Driver()
+        _ = d.sample([socket(client, .established, inode: 100)])
+        let diff = d.sample([socket(client, .timeWait, timer: 3, ticks: 5999)])
+        #expect(diff.opened.isEmpty)
+        #expect(diff.closed.isEmpty)
+        #expect(diff.updated[0].inode == 100)
+    }
+
+    @Test func aSocketReadTwiceIsOneSocket() {
+        var d = Driver()
+        let line = socket(client, .established)
+        let diff = d.sample([line, socket(key(1, 2), .established, inode: 9), line])
+        #expect(diff.sockets == 2)
+        #expect(diff.opened.count == 2)
+        #expect(d.sample([line, line]).events.count == 1)  // only key(1, 2) closing
+    }
+
+    @Test func duplicateKeysKeepTheTrackedInode() {
+        // Two SO_REUSEPORT listeners share a key; the tracked one must not flap between them.
+        var d = Driver()
+        let listener = SocketKey(local: Endpoint(address: .ipv4Any, port: 80), remote: Endpoint(address: .ipv4Any, port: 0))
+        _ = d.sample([socket(listener, .listen, inode: 20), socket(listener, .listen, inode: 10)])
+        let tracked = d.tracker.state.open[listener]!.inode
+        for order in [[10, 20], [20, 10], [20, 10]] {
+            let diff = d.sample(order.map { socket(listener, .listen, inode: UInt64($0)) })
+            #expect(diff.events.isEmpty)
+        }
+        #expect(d.tracker.state.open[listener]!.inode == tracked)
+    }
+
+    @Test func aSocketMissedByOneReadIsTakenBack() {
+        var d = Driver()
+        _ = d.sample([socket(client, .established, inode: 100)])
+        let missed = d.sample([])
+        #expect(missed.closed.count == 1)
+        let back = d.sample([socket(client, .established, inode: 100)])
+        #expect(back.reopened == [1])
+        #expect(back.opened.isEmpty)
+        #expect(d.tracker.state.open[client]?.id == 1)
+    }
+
+    @Test func directionFollowsTheListeningPorts() {
+        var d = Driver()
+        let listener = SocketKey(local: Endpoint(address: .ipv4Any, port: 5432), remote: Endpoint(address: .ipv4Any, port: 0))
+        let inbound = key(5432, 41000, remote: "127.0.0.2")
+        let outbound = key(41001, 443)
+        let diff = d.sample([socket(listener, .listen, inode: 1), socket(inbound, .established, inode: 2), socket(outbound, .established, inode: 3)])
+        #expect(diff.opened.map(\.direction) == [.listen, .inbound, .outbound])
+    }
+
+    @Test func factsAccumulate() {
+        var d = Driver()
+        let owner = ProcessOwner(pid: 42, program: "psql")
+        _ = d.sample([socket(client, .established, retransmits: 2)])
+        let diff = d.sample([socket(client, .established, retransmits: 5)], owners: [100: owner])
+        #expect(diff.events.isEmpty)
+        #expect(diff.updated[0].maxRetransmits == 5)
+        #expect(diff.updated[0].owner == owner)
+        let lower = d.sample([socket(client, .established, retransmits: 1)])
+        #expect(lower.updated.isEmpty)
+    }
+
+    @Test func countersAreStoredWhenTheyChange() {
+        var d = Driver()
+        let first = d.sample([])
+        #expect(first.counterChanges.count == 2)
+        let same = d.sample([])
+        #expect(same.counterChanges.isEmpty)
+        let moved = d.sample([], resetsSince: 2)
+        #expect(moved.counterChanges == [Snapshot.estabResetsCounter: 2])
+        #expect(moved.resets == 2)
+    }
+}
