@@ -45,12 +45,14 @@ public final class Recorder {
     private var windowID: Int64?
     private var lastPrune: Int64 = 0
 
-    /// Takes the database's collector lock, then opens (creating or upgrading) the database.
+    /// Checks the proc filesystem, takes the database's collector lock, then opens (creating or
+    /// upgrading) the database; nothing is created when the proc filesystem cannot be read.
     public init(databasePath: String, options: Options) throws {
+        source = ProcSource(root: options.procRoot, attributeProcesses: options.attributeProcesses)
+        try source.checkReadable()
         lock = try CollectorLock(databasePath: databasePath)
         store = try Store(path: databasePath, access: .write)
         self.options = options
-        source = ProcSource(root: options.procRoot, attributeProcesses: options.attributeProcesses)
     }
 
     /// Takes one sample, diffs it against the previous one (in memory, or the database's after a
@@ -111,6 +113,9 @@ public final class Recorder {
         var warnings = RateLimitedLog(log)
         var tick: Int64 = 0
         var recorded = 0
+        let run = try? store.collectorStarted(
+            mode: "loop", interval: options.interval, procRoot: options.procRoot, at: FileReading.wallClockMilliseconds())
+        defer { if let run { try? store.collectorStopped(run, at: FileReading.wallClockMilliseconds()) } }
         while true {
             do {
                 let summary = try recordSample()

@@ -11,9 +11,8 @@ struct ConnLogCommand: ParsableCommand {
             (a socket opened, changed state, closed) and keeps them in a documented schema
             (docs/SCHEMA.md) that `sqlite3` can query too.
             """,
-        version: connlogVersion,
+        version: ConnLogVersion.current,
         subcommands: [CollectCommand.self, StatusCommand.self]
     )
 }
 
-let connlogVersion = "0.1.0"

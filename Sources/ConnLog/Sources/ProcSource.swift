@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Takes samples of one network namespace from a proc filesystem.
 ///
 /// Reads `<root>/net/tcp`, `<root>/net/tcp6`, `<root>/net/snmp`, `<root>/net/netstat`, the boot id
@@ -28,6 +32,16 @@ public final class ProcSource {
             systemRoot = root
         }
         owners = attributeProcesses ? ProcessOwners(processRoot: systemRoot) : nil
+    }
+
+    /// Checks that the tables, boot id and namespace id can be read, without taking a sample.
+    public func checkReadable() throws(ConnLogError) {
+        let table = "\(root)/net/tcp"
+        guard access(table, R_OK) == 0 else {
+            throw ConnLogError("cannot read \(table): \(FileReading.errorText(errno)); point --proc-root at a proc filesystem")
+        }
+        _ = try bootID()
+        _ = try namespaceID()
     }
 
     /// Reads one sample. Malformed table lines are counted, not fatal; a missing or unreadable

@@ -57,3 +57,27 @@ extension Store {
             source: source)
     }
 }
+
+extension Store {
+    /// Notes a collector run in `collectors`; returns its row id.
+    public func collectorStarted(mode: String, interval: Int64, procRoot: String, at: Int64) throws -> Int64 {
+        var name = [CChar](repeating: 0, count: 256)
+        gethostname(&name, name.count - 1)
+        let hostname = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        try database.cached(
+            """
+            INSERT INTO collectors (pid, hostname, mode, interval_ms, proc_root, started_at, version)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
+            """
+        ).run([
+            .integer(Int64(getpid())), .text(hostname), .text(mode), .integer(interval), .text(procRoot), .integer(at),
+            .text(ConnLogVersion.current),
+        ])
+        return database.lastInsertRowID
+    }
+
+    /// Notes that a collector run ended cleanly.
+    public func collectorStopped(_ id: Int64, at: Int64) throws {
+        try database.cached("UPDATE collectors SET stopped_at = ? WHERE id = ?").run([.integer(at), .integer(id)])
+    }
+}

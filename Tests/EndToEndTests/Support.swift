@@ -1,0 +1,186 @@
+import ConnLog
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The built `connlog` binary, next to the test bundle in the build folder.
+let connlogBinary: URL = {
+    var folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for _ in 0..<4 {
+        let candidate = folder.appendingPathComponent("connlog")
+        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        folder.deleteLastPathComponent()
+    }
+    let fromPackage = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent(".build/debug/connlog")
+    return fromPackage
+}()
+
+struct Outcome {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+/// Runs connlog (or `executable`) with `arguments` to completion.
+@discardableResult
+func run(
+    _ arguments: [String], executable: URL = connlogBinary, directory: URL? = nil, environment: [String: String]? = nil
+) throws -> Outcome {
+    let process = try start(arguments, executable: executable, directory: directory, environment: environment)
+    return process.finish()
+}
+
+/// A running child process with captured output.
+final class Child {
+    let process = Process()
+    let stdout = Pipe()
+    let stderr = Pipe()
+
+    func finish() -> Outcome {
+        let out = stdout.fileHandleForReading.readDataToEndOfFile()
+        let err = stderr.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Outcome(
+            status: process.terminationStatus, stdout: String(decoding: out, as: UTF8.self), stderr: String(decoding: err, as: UTF8.self))
+    }
+
+    func signal(_ number: Int32) { kill(process.processIdentifier, number) }
+}
+
+func start(_ arguments: [String], executable: URL = connlogBinary, directory: URL? = nil, environment: [String: String]? = nil) throws -> Child {
+    let child = Child()
+    child.process.executableURL = executable
+    child.process.arguments = arguments
+    if let directory { child.process.currentDirectoryURL = directory }
+    if let environment { child.process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+    child.process.standardOutput = child.stdout
+    child.process.standardError = child.stderr
+    try child.process.run()
+    return child
+}
+
+/// Polls `condition` every 50 ms for up to `seconds`.
+func waitUntil(seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if try condition() { return true }
+        usleep(50_000)
+    }
+    return try condition()
+}
+
+func temporaryDirectory() throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("connlog-e2e-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
+
+/// Reads the database the way a user's `sqlite3` would, through the library's read-only store.
+func query(_ path: String, _ sql: String, _ values: [SQLValue] = []) throws -> [[String]] {
+    let store = try Store(path: path, access: .read)
+    var rows: [[String]] = []
+    try store.database.forEach(sql, values) { row in
+        rows.append((0..<row.columnCount).map { row.optionalText($0) ?? "NULL" })
+    }
+    return rows
+}
+
+// MARK: Real sockets on loopback
+
+struct SocketError: Error, CustomStringConvertible {
+    let description: String
+    init(_ call: String) { description = "\(call): \(String(cString: strerror(errno)))" }
+}
+
+/// A listening TCP socket on an IPv4 loopback address and an ephemeral port.
+func listenIPv4(_ address: String = "127.0.0.1") throws -> (fd: Int32, port: UInt16) {
+    let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw SocketError("socket") }
+    var one: Int32 = 1
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+    var address4 = sockaddr_in(address, port: 0)
+    guard withUnsafePointer(to: &address4, { bind(fd, UnsafeRawPointer($0).assumingMemoryBound(to: sockaddr.self), socklen_t(MemoryLayout<sockaddr_in>.size)) }) == 0 else {
+        throw SocketError("bind")
+    }
+    guard Glibc.listen(fd, 128) == 0 else { throw SocketError("listen") }
+    return (fd, localPort(fd))
+}
+
+/// A listening TCP socket on ::1.
+func listenIPv6() throws -> (fd: Int32, port: UInt16) {
+    let fd = Glibc.socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw SocketError("socket") }
+    var address6 = sockaddr_in6()
+    address6.sin6_family = sa_family_t(AF_INET6)
+    address6.sin6_addr = in6addr_loopback
+    guard withUnsafePointer(to: &address6, { bind(fd, UnsafeRawPointer($0).assumingMemoryBound(to: sockaddr.self), socklen_t(MemoryLayout<sockaddr_in6>.size)) }) == 0 else {
+        throw SocketError("bind")
+    }
+    guard Glibc.listen(fd, 128) == 0 else { throw SocketError("listen") }
+    return (fd, localPort(fd))
+}
+
+func connectIPv4(to port: UInt16, address: String = "127.0.0.1") throws -> Int32 {
+    let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var target = sockaddr_in(address, port: port)
+    guard withUnsafePointer(to: &target, { Glibc.connect(fd, UnsafeRawPointer($0).assumingMemoryBound(to: sockaddr.self), socklen_t(MemoryLayout<sockaddr_in>.size)) }) == 0 else {
+        throw SocketError("connect")
+    }
+    return fd
+}
+
+func connectIPv6(to port: UInt16) throws -> Int32 {
+    let fd = Glibc.socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
+    var target = sockaddr_in6()
+    target.sin6_family = sa_family_t(AF_INET6)
+    target.sin6_addr = in6addr_loopback
+    target.sin6_port = port.bigEndian
+    guard withUnsafePointer(to: &target, { Glibc.connect(fd, UnsafeRawPointer($0).assumingMemoryBound(to: sockaddr.self), socklen_t(MemoryLayout<sockaddr_in6>.size)) }) == 0 else {
+        throw SocketError("connect")
+    }
+    return fd
+}
+
+func acceptOne(_ listener: Int32) throws -> Int32 {
+    let fd = Glibc.accept(listener, nil, nil)
+    guard fd >= 0 else { throw SocketError("accept") }
+    return fd
+}
+
+/// Makes `close` send a RST instead of a FIN (SO_LINGER with a zero timeout).
+func setLingerZero(_ fd: Int32) {
+    var option = linger(l_onoff: 1, l_linger: 0)
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &option, socklen_t(MemoryLayout<linger>.size))
+}
+
+func localPort(_ fd: Int32) -> UInt16 {
+    var storage = sockaddr_storage()
+    var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+    _ = withUnsafeMutablePointer(to: &storage) { getsockname(fd, UnsafeMutableRawPointer($0).assumingMemoryBound(to: sockaddr.self), &length) }
+    return withUnsafePointer(to: &storage) { pointer in
+        UnsafeRawPointer(pointer).assumingMemoryBound(to: sockaddr_in.self).pointee.sin_port.bigEndian
+    }
+}
+
+extension sockaddr_in {
+    init(_ address: String, port: UInt16) {
+        self.init()
+        sin_family = sa_family_t(AF_INET)
+        sin_port = port.bigEndian
+        inet_pton(AF_INET, address, &sin_addr)
+    }
+}
+
+/// Whether `/proc/net/tcp` still lists a socket with this local port.
+func procListsLocalPort(_ port: UInt16) -> Bool {
+    let text = (try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8)) ?? ""
+    let needle = ":" + String(format: "%04X", port) + " "
+    return text.split(separator: "\n").contains { line in
+        let fields = line.split(separator: " ")
+        return fields.count > 1 && (fields[1] + " ").hasSuffix(needle)
+    }
+}
