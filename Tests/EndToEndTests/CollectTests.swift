@@ -40,6 +40,10 @@ struct CollectTests {
             [.integer(Int64(listener.port)), .integer(Int64(listener.port))]).map { $0.joined(separator: " ") })
         #expect(seenBySS.count == 2)
         #expect(recorded == seenBySS)
+        // This test process holds both ends, and the collector found it as `netstat -p` would.
+        let owner = try query(db, "SELECT DISTINCT pid FROM connections WHERE local_port IN (?, ?) AND state = 1",
+            [.integer(Int64(clientPort)), .integer(Int64(listener.port))])
+        #expect(owner == [["\(getpid())"]])
 
         setLingerZero(client)
         close(client)
@@ -148,6 +152,14 @@ struct CollectTests {
         #expect(object?["gaps"] as? Int == 0)
         #expect((object?["open_connections"] as? Int ?? 0) >= 3)
         #expect(object?["collector_pid"] is NSNull)
+    }
+
+    @Test func noProcessesSkipsAttribution() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let listener = try listenIPv4()
+        defer { close(listener.fd) }
+        try collectOnce(["--no-processes"])
+        #expect(try query(db, "SELECT pid FROM connections WHERE local_port = ?", [.integer(Int64(listener.port))]) == [["NULL"]])
     }
 
     @Test func anUnreadableProcRootIsAClearErrorAndCreatesNothing() throws {
