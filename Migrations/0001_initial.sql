@@ -70,7 +70,7 @@ CREATE TABLE windows (
     namespace_id INTEGER NOT NULL REFERENCES namespaces(id),
     boot_id INTEGER NOT NULL REFERENCES boots(id),
     source TEXT NOT NULL,              -- 'proc'
-    start_reason TEXT NOT NULL,        -- 'first', 'gap' or 'reboot'
+    start_reason TEXT NOT NULL,        -- 'first', 'gap', 'reboot', or 'interval' (spacing changed, no gap)
     started_at INTEGER NOT NULL,       -- first sample
     ended_at INTEGER NOT NULL,         -- last sample so far
     interval_ms INTEGER NOT NULL,      -- expected spacing of samples
@@ -99,7 +99,8 @@ CREATE TABLE counter_names (
 );
 
 -- Kernel TCP counters, stored sparsely: every counter at a window's first sample,
--- afterwards only when its value changed. A counter's value at a sample is its latest row.
+-- afterwards only when its value changed. A counter's value at a sample is its latest row
+-- at or before that sample within the same window.
 CREATE TABLE counters (
     counter_id INTEGER NOT NULL REFERENCES counter_names(id),
     sample_id INTEGER NOT NULL REFERENCES samples(id),

@@ -23,16 +23,19 @@ struct StatusCommand: ParsableCommand {
 
     func run() throws {
         let store = try Store(path: database.path, access: .read)
-        let status = try store.status()
-        let now = Int64(time(nil)) * 1000
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let nowMilliseconds = Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+        let status = try store.status(now: nowMilliseconds)
+        let every = status.interval.map { "every \(TimeText.duration($0))" } ?? ""
         let collecting: String
-        if let pid = status.collectorPID {
-            collecting = "pid \(pid)" + (status.interval.map { ", every \(TimeText.duration($0))" } ?? "")
-        } else if let last = status.lastSample, let interval = status.interval, now - last <= 2 * interval {
-            collecting = "cron (every \(TimeText.duration(interval)); last sample \(TimeText.duration(max(1000, now - last))) ago)"
-        } else {
-            collecting = "nothing"
+        switch status.collecting {
+        case .collector(let pid): collecting = "collector pid \(pid), \(every)"
+        case .cron: collecting = "collect --once from cron or a timer, \(every)"
+        case .nothing: collecting = "nothing"
         }
+        /// Whole seconds, so the line reads "3s ago", not "3.127s ago".
+        func ago(_ at: Int64) -> String { TimeText.duration(max(1000, (nowMilliseconds - at) / 1000 * 1000)) + " ago" }
         switch format {
         case .table:
             let rows: [(String, String)] = [
@@ -40,7 +43,7 @@ struct StatusCommand: ParsableCommand {
                 ("size", byteText(status.sizeBytes)),
                 ("schema version", "\(status.schemaVersion)"),
                 ("first sample", status.firstSample.map(TimeText.iso8601) ?? "-"),
-                ("last sample", status.lastSample.map { TimeText.iso8601($0) + " (\(TimeText.duration(max(1000, now - $0))) ago)" } ?? "-"),
+                ("last sample", status.lastSample.map { TimeText.iso8601($0) + " (\(ago($0)))" } ?? "-"),
                 ("samples", "\(status.samples)"),
                 ("connections", "\(status.connections) (\(status.openConnections) open)"),
                 ("events", "\(status.events)"),

@@ -202,7 +202,28 @@ struct StoreTests {
         #expect(try store.database.scalarInt("SELECT count(*) FROM connections WHERE closed_at < ?", [.integer(cutoff)]) == 0)
         #expect(try store.database.scalarInt("SELECT count(*) FROM connections WHERE closed_at IS NULL") == 1)
         #expect(try store.database.scalarInt("SELECT started_at FROM windows") == cutoff)
+        #expect(try store.database.scalarInt("SELECT samples FROM windows") == 20)
+        // The first kept sample still carries every counter, so values stay known after the cut.
+        #expect(try store.database.scalarInt("SELECT count(*) FROM counters WHERE sample_id = (SELECT min(id) FROM samples)") == 1)
+        #expect(try store.database.scalarInt("SELECT count(*) FROM counters_v") == 1)
         #expect(try store.database.scalarText("PRAGMA integrity_check") == "ok")
+    }
+
+    @Test func retentionDropsWholeOldWindowsButKeepsTheLatestSample() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try Store(path: path, access: .write)
+        // Two windows: seconds 0-4, then a gap, then 100-104.
+        try record((0..<5).map { snapshot(at: $0, []) } + (100..<105).map { snapshot(at: $0, []) }, into: store)
+        #expect(try store.database.scalarInt("SELECT count(*) FROM windows") == 2)
+        try store.prune(before: 1_700_000_000_000 + 50_000)
+        #expect(try store.database.scalarInt("SELECT count(*) FROM windows") == 1)
+        #expect(try store.database.scalarInt("SELECT count(*) FROM samples") == 5)
+        // Everything older than the latest sample goes; that one stays for the next diff.
+        try store.prune(before: 1_700_000_000_000 + 500_000)
+        #expect(try store.database.scalarInt("SELECT count(*) FROM samples") == 1)
+        #expect(try store.database.scalarInt("SELECT started_at = ended_at FROM windows") == 1)
+        try record([snapshot(at: 105, [])], into: store)
+        #expect(try store.database.scalarInt("SELECT count(*) FROM windows") == 1)
     }
 
     @Test func embeddedMigrationsMatchTheFiles() throws {

@@ -145,6 +145,27 @@ struct TrackerTests {
         #expect(after.events.first == .close(connection: 1, last: .established, reason: .unobserved))
     }
 
+    @Test func aNewSpacingStartsAWindowWithoutAGap() {
+        var d = Driver()
+        _ = d.sample([socket(client, .established)])
+        let snapshot = Snapshot(at: d.at + 1000, namespace: 4_026_531_840, bootID: d.bootID, sightings: [socket(key(1, 2), .established, inode: 5)],
+            counters: [Snapshot.estabResetsCounter: 0])
+        let diff = d.tracker.apply(snapshot, expectedInterval: 60_000)
+        #expect(diff.windowStart == .interval)
+        #expect(diff.opened[0].preexisting == false)
+        #expect(diff.closed.map(\.reason) == [.vanished])
+        #expect(diff.counterChanges.count == 1)
+    }
+
+    @Test func lastSeenInCloseIsAmbiguousAndNotACandidate() {
+        var d = Driver()
+        _ = d.sample([socket(client, .established)])
+        _ = d.sample([socket(client, .close)])
+        let gone = d.sample([], resetsSince: 1)
+        #expect(Driver.reason(gone) == .ambiguous)
+        #expect(gone.resetCandidates == 0)
+    }
+
     @Test func firstSampleOfAWindowIsPreexisting() {
         var d = Driver()
         let first = d.sample([socket(client, .established)])

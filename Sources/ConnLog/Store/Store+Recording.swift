@@ -17,7 +17,7 @@ extension Store {
         }
         let window = try database.cached(
             """
-            SELECT w.id, b.boot_id, (SELECT max(id) FROM samples WHERE window_id = w.id)
+            SELECT w.id, b.boot_id, (SELECT max(id) FROM samples WHERE window_id = w.id), w.interval_ms
             FROM windows w JOIN boots b ON b.id = w.boot_id
             WHERE w.namespace_id = ? ORDER BY w.started_at DESC, w.id DESC LIMIT 1
             """)
@@ -28,6 +28,7 @@ extension Store {
         }
         let windowID = window.int64(0)
         let bootID = window.text(1)
+        let interval = window.int64(3)
         let lastAt = try database.scalarInt("SELECT at FROM samples WHERE id = ?", [.integer(lastSample)]) ?? 0
 
         var counters: [String: Int64] = [:]
@@ -51,7 +52,7 @@ extension Store {
         ) { justClosed[$0.key] = $0 }
 
         return Position(
-            tracker: Tracker.State(open: open, justClosed: justClosed, last: (lastAt, bootID, counters), nextID: nextID),
+            tracker: Tracker.State(open: open, justClosed: justClosed, last: (lastAt, bootID, counters, interval), nextID: nextID),
             windowID: windowID)
     }
 
@@ -145,8 +146,8 @@ extension Store {
             windowID = database.lastInsertRowID
         } else {
             windowID = context.windowID!
-            try database.cached("UPDATE windows SET ended_at = ?, samples = samples + 1, interval_ms = ? WHERE id = ?")
-                .run([.integer(diff.at), .integer(context.interval), .integer(windowID)])
+            try database.cached("UPDATE windows SET ended_at = ?, samples = samples + 1 WHERE id = ?")
+                .run([.integer(diff.at), .integer(windowID)])
         }
 
         try database.cached(

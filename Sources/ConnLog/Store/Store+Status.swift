@@ -24,11 +24,25 @@ public struct StoreStatus: Sendable, Equatable {
     public var collectorPID: Int32?
     /// The latest window's source (`proc`).
     public var source: String?
+    /// Who is recording into the database now.
+    public var collecting: Collecting
+
+    /// Who is recording into a database.
+    public enum Collecting: Sendable, Equatable {
+        /// A collector holds the lock.
+        case collector(pid: Int32)
+        /// No collector runs, but samples keep arriving at the expected spacing: `collect --once` from cron.
+        case cron
+        /// Nobody: the last sample is older than twice the expected spacing, or its collector stopped.
+        case nothing
+    }
 }
 
 extension Store {
     /// Counts and times that describe the database, for `connlog status`.
-    public func status() throws -> StoreStatus {
+    ///
+    /// - Parameter now: the current time in milliseconds, to tell a live cron schedule from a stopped one.
+    public func status(now: Int64) throws -> StoreStatus {
         func count(_ sql: String) throws -> Int64 { try database.scalarInt(sql) ?? 0 }
         var size: Int64 = 0
         for suffix in ["", "-wal"] {
@@ -41,20 +55,31 @@ extension Store {
             interval = $0.int64(0)
             source = $0.text(1)
         }
+        let lastSample = try database.scalarInt("SELECT max(at) FROM samples")
+        // A loop collector that stopped after the last sample is not a cron schedule.
+        let loopStopped = try database.scalarInt("SELECT stopped_at FROM collectors ORDER BY id DESC LIMIT 1")
+        let collecting: StoreStatus.Collecting
+        if let pid = CollectorLock.holder(databasePath: path) {
+            collecting = .collector(pid: pid)
+        } else if let lastSample, let interval, now - lastSample <= 2 * interval, (loopStopped ?? 0) < lastSample {
+            collecting = .cron
+        } else {
+            collecting = .nothing
+        }
         return StoreStatus(
             path: path, sizeBytes: size, schemaVersion: try database.userVersion(),
             firstSample: try database.scalarInt("SELECT min(at) FROM samples"),
-            lastSample: try database.scalarInt("SELECT max(at) FROM samples"),
+            lastSample: lastSample,
             samples: try count("SELECT count(*) FROM samples"),
             connections: try count("SELECT count(*) FROM connections"),
             openConnections: try count("SELECT count(*) FROM connections WHERE closed_at IS NULL"),
             events: try count("SELECT count(*) FROM events"),
             windows: try count("SELECT count(*) FROM windows"),
-            gaps: try count("SELECT count(*) FROM windows WHERE start_reason <> 'first'"),
+            gaps: try count("SELECT count(*) FROM windows WHERE start_reason IN ('gap', 'reboot')"),
             namespaces: try count("SELECT count(*) FROM namespaces"),
             interval: interval,
-            collectorPID: CollectorLock.holder(databasePath: path),
-            source: source)
+            collectorPID: { if case .collector(let pid) = collecting { pid } else { nil } }(),
+            source: source, collecting: collecting)
     }
 }
 

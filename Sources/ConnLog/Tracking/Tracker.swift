@@ -6,6 +6,12 @@ public enum WindowStart: String, Sendable {
     case gap
     /// The boot id changed: the host rebooted since the previous sample.
     case reboot
+    /// The expected spacing changed (a cron schedule after a sidecar, say). Observation was
+    /// continuous: this is not a gap, but each window keeps one interval.
+    case interval
+
+    /// Whether nothing was recording just before this sample (a gap or reboot, or no history at all).
+    public var isBlind: Bool { self != .interval }
 }
 
 /// What one sample changed, ready to be written in one transaction.
@@ -49,14 +55,14 @@ public struct Tracker: Sendable {
         public var open: [SocketKey: TrackedConnection]
         /// Connections the last sample closed, in case the next read shows that read missed them.
         public var justClosed: [SocketKey: TrackedConnection]
-        /// The last sample's time, boot id and counters (nil before the first sample).
-        public var last: (at: Int64, bootID: String, counters: [String: Int64])?
+        /// The last sample's time, boot id, counters and expected interval (nil before the first sample).
+        public var last: (at: Int64, bootID: String, counters: [String: Int64], interval: Int64)?
         /// The id the next new connection gets.
         public var nextID: Int64
 
         public init(
             open: [SocketKey: TrackedConnection] = [:], justClosed: [SocketKey: TrackedConnection] = [:],
-            last: (at: Int64, bootID: String, counters: [String: Int64])? = nil, nextID: Int64 = 1
+            last: (at: Int64, bootID: String, counters: [String: Int64], interval: Int64)? = nil, nextID: Int64 = 1
         ) {
             self.open = open
             self.justClosed = justClosed
@@ -90,6 +96,8 @@ public struct Tracker: Sendable {
                 diff.windowStart = .reboot
             } else if snapshot.at - last.at > 2 * expectedInterval || snapshot.at < last.at {
                 diff.windowStart = .gap
+            } else if last.interval != expectedInterval {
+                diff.windowStart = .interval
             }
             if last.bootID == snapshot.bootID, let now = snapshot.counters[Snapshot.estabResetsCounter],
                 let before = last.counters[Snapshot.estabResetsCounter], now >= before
@@ -132,7 +140,7 @@ public struct Tracker: Sendable {
                     diff.updated.append(connection)
                 }
             } else if var connection = previouslyClosed[sighting.key], isSameSocket(connection, sighting),
-                diff.windowStart == nil
+                diff.windowStart?.isBlind != true
             {
                 diff.reopened.append(connection.id)
                 _ = update(&connection, with: sighting, snapshot: snapshot, into: &diff)
@@ -152,7 +160,7 @@ public struct Tracker: Sendable {
         }
         classify(pendingClosures, into: &diff)
 
-        state.last = (snapshot.at, snapshot.bootID, snapshot.counters)
+        state.last = (snapshot.at, snapshot.bootID, snapshot.counters, expectedInterval)
         return diff
     }
 
@@ -196,7 +204,7 @@ public struct Tracker: Sendable {
             sighting.state == .listen ? .listen : listeningPorts.contains(sighting.key.local.port) ? .inbound : .outbound
         var connection = TrackedConnection(
             id: state.nextID, key: sighting.key, state: sighting.state, statesSeen: TCPStateSet(sighting.state),
-            inode: sighting.inode, uid: sighting.uid, direction: direction, preexisting: diff.windowStart != nil,
+            inode: sighting.inode, uid: sighting.uid, direction: direction, preexisting: diff.windowStart?.isBlind == true,
             firstSeen: snapshot.at, maxRetransmits: sighting.retransmits, maxTxQueue: sighting.txQueue,
             maxRxQueue: sighting.rxQueue, owner: sighting.inode == 0 ? nil : snapshot.owners[sighting.inode])
         state.nextID += 1
@@ -241,28 +249,35 @@ public struct Tracker: Sendable {
     }
 
     /// Decides how each closed connection ended, reconciling the abrupt ones with `EstabResets`.
+    ///
+    /// V is the connections that left ESTABLISHED or CLOSE_WAIT straight to gone: the kernel
+    /// counts one EstabReset for each of them that was aborted (`tcp_set_state` in net/ipv4/tcp.c).
     private mutating func classify(_ closures: [TrackedConnection], into diff: inout SampleDiff) {
+        let isCandidate = { (c: TrackedConnection) in
+            c.state == .established || c.state == .closeWait
+        }
         var reasons: [Int64: EndReason] = [:]
+        var v = 0
         for connection in closures {
-            let reason: EndReason?
-            if diff.windowStart != nil {
-                reason = .unobserved
+            if diff.windowStart?.isBlind == true {
+                reasons[connection.id] = .unobserved
             } else if connection.state == .listen {
-                reason = .listenClosed
+                reasons[connection.id] = .listenClosed
             } else if connection.statesSeen.hasActiveClose {
-                reason = .activeClose
+                reasons[connection.id] = .activeClose
             } else if connection.statesSeen.contains(.lastAck) {
-                reason = .passiveClose
+                reasons[connection.id] = .passiveClose
             } else if connection.state == .synSent || connection.state == .synReceived || connection.state == .newSynReceived,
                 !connection.statesSeen.contains(.established)
             {
-                reason = .failedConnect
+                reasons[connection.id] = .failedConnect
+            } else if isCandidate(connection) {
+                v += 1
             } else {
-                reason = nil
+                // Last seen in CLOSE or a state the kernel has no name for: nothing tells how it ended.
+                reasons[connection.id] = .ambiguous
             }
-            if let reason { reasons[connection.id] = reason }
         }
-        let v = closures.count - reasons.count
         diff.resetCandidates = v
         for connection in closures {
             var reason = reasons[connection.id]
@@ -272,6 +287,7 @@ public struct Tracker: Sendable {
                 } else if diff.resets == 0 {
                     reason = connection.state == .closeWait ? .passiveClose : .vanished
                 } else {
+                    // Fewer resets than candidates, or no counter to ask: any of them may have been reset.
                     reason = .ambiguous
                 }
             }
