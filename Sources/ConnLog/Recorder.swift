@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The collector: sample -> diff -> one transaction, once or on a steady cadence.

@@ -6,12 +6,14 @@ struct CollectCommand: ParsableCommand {
         commandName: "collect",
         abstract: "Sample the TCP socket tables and record what changed.",
         discussion: """
-            With --once, takes one sample, diffs it against the one stored by the previous run and
-            exits: the cron mode. --every (default 1m) is how often cron runs it; a longer pause is
-            recorded as a gap. Otherwise samples every --interval until SIGINT or SIGTERM (which
-            let the sample in hand finish, then exit 0) or until --duration has passed.
+            With --once, takes one sample, diffs it against the one stored by the previous run \
+            and exits: the cron mode. --every (default 1m) is how often cron runs it; a longer \
+            pause is recorded as a gap. Otherwise samples every --interval until SIGINT or \
+            SIGTERM (which let the sample in hand finish, then exit 0) or until --duration has \
+            passed.
 
-            Only one collector records into a database at a time; a second one exits with status 1.
+            Only one collector records into a database at a time; a second one exits with \
+            status 1.
 
             Examples:
               connlog collect --once                       # from cron, every minute
@@ -35,7 +37,9 @@ struct CollectCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Stop after this long, e.g. 1m.", valueName: "duration"))
     var duration: DurationArgument?
 
-    @Option(help: ArgumentHelp("Read the proc filesystem here: /host/proc in a container, /proc/<pid> for another network namespace.", valueName: "dir"))
+    @Option(
+        help: ArgumentHelp(
+            "Read the proc filesystem here: /host/proc in a container, /proc/<pid> for another network namespace.", valueName: "dir"))
     var procRoot: String = "/proc"
 
     @Option(help: ArgumentHelp("Delete history older than this, e.g. 30d.", valueName: "duration"))
@@ -82,7 +86,8 @@ struct CollectCommand: ParsableCommand {
     }
 
     private func describe(_ summary: Recorder.SampleSummary) -> String {
-        var text = "\(TimeText.iso8601(summary.at)): \(summary.sockets) sockets, \(summary.opened) opened, \(summary.closed) closed, \(summary.events) events"
+        var text =
+            "\(TimeText.iso8601(summary.at)): \(summary.sockets) sockets, \(summary.opened) opened, \(summary.closed) closed, \(summary.events) events"
         if let start = summary.windowStart { text += " (new window: \(start.rawValue))" }
         return text
     }

@@ -7,12 +7,11 @@ struct ConnLogCommand: ParsableCommand {
         commandName: "connlog",
         abstract: "Record a Linux host's TCP connection history into one SQLite file, and answer questions about it.",
         discussion: """
-            Samples /proc/net/tcp and tcp6, turns the difference between samples into events
-            (a socket opened, changed state, closed) and keeps them in a documented schema
+            Samples /proc/net/tcp and tcp6, turns the difference between samples into events \
+            (a socket opened, changed state, closed) and keeps them in a documented schema \
             (docs/SCHEMA.md) that `sqlite3` can query too.
             """,
         version: ConnLogVersion.current,
         subcommands: [CollectCommand.self, StatusCommand.self]
     )
 }
-

@@ -2,7 +2,7 @@ import ArgumentParser
 import ConnLog
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 struct StatusCommand: ParsableCommand {
@@ -91,7 +91,9 @@ func byteText(_ bytes: Int64) -> String {
         value /= 1024
         unit += 1
     }
-    return unit == 0 ? "\(bytes) bytes" : String(Int((value * 10).rounded())) .dropLast() + "." + String(Int((value * 10).rounded())).suffix(1) + " " + units[unit]
+    return unit == 0
+        ? "\(bytes) bytes"
+        : String(Int((value * 10).rounded())).dropLast() + "." + String(Int((value * 10).rounded())).suffix(1) + " " + units[unit]
 }
 
 /// A JSON string literal (RFC 8259 escaping).

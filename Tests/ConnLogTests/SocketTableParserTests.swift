@@ -50,10 +50,11 @@ struct SocketTableParserTests {
     @Test func everyStateCodeHasItsName() throws {
         let (sightings, malformed) = SocketTableParser.parse(try fixture("tcp_every_state.txt"), family: 4)
         #expect(malformed == 0)
-        #expect(sightings.map(\.state.name) == [
-            "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE",
-            "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV", "UNKNOWN",
-        ])
+        #expect(
+            sightings.map(\.state.name) == [
+                "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE",
+                "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV", "UNKNOWN",
+            ])
         #expect(sightings[12].state.rawValue == 0x0D)
         #expect(sightings[5].inode == 0)
     }

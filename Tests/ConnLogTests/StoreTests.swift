@@ -19,7 +19,8 @@ struct StoreTests {
         for snapshot in snapshots {
             let diff = tracker.apply(snapshot, expectedInterval: interval)
             position.windowID = try store.record(
-                diff, context: .init(namespace: snapshot.namespace, bootID: snapshot.bootID, windowID: position.windowID, interval: interval))
+                diff,
+                context: .init(namespace: snapshot.namespace, bootID: snapshot.bootID, windowID: position.windowID, interval: interval))
             diffs.append(diff)
         }
         return diffs
@@ -116,13 +117,15 @@ struct StoreTests {
         try store.database.execute(
             "CREATE TRIGGER fail_midway BEFORE INSERT ON events WHEN NEW.kind = 1 BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
         #expect(throws: (any Error).self) {
-            try record([snapshot(at: 1, [socket(first, .closeWait, inode: 1), socket(second, .established, inode: 2)], resets: 3)], into: store)
+            try record(
+                [snapshot(at: 1, [socket(first, .closeWait, inode: 1), socket(second, .established, inode: 2)], resets: 3)], into: store)
         }
         #expect(try counts() == before)
         #expect(try store.database.scalarInt("SELECT state FROM connections WHERE id = 1") == Int64(TCPState.established.rawValue))
         try store.database.execute("DROP TRIGGER fail_midway")
         // The next attempt starts from what the database holds and records the sample whole.
-        let diffs = try record([snapshot(at: 2, [socket(first, .closeWait, inode: 1), socket(second, .established, inode: 2)])], into: store)
+        let diffs = try record(
+            [snapshot(at: 2, [socket(first, .closeWait, inode: 1), socket(second, .established, inode: 2)])], into: store)
         #expect(diffs[0].events.count == 2)
         #expect(try store.database.scalarInt("SELECT count(*) FROM connections") == 2)
     }
@@ -134,28 +137,38 @@ struct StoreTests {
         let server = key(5432, 40000)
         do {
             let store = try Store(path: path, access: .write)
-            try record([
-                snapshot(at: 0, [socket(listener, .listen, inode: 1)]),
-                snapshot(at: 1, [socket(listener, .listen, inode: 1), socket(client, .established, inode: 2), socket(server, .established, inode: 3)]),
-            ], into: store)
+            try record(
+                [
+                    snapshot(at: 0, [socket(listener, .listen, inode: 1)]),
+                    snapshot(
+                        at: 1,
+                        [
+                            socket(listener, .listen, inode: 1), socket(client, .established, inode: 2),
+                            socket(server, .established, inode: 3),
+                        ]),
+                ], into: store)
         }
         // A new process, as `collect --once` from cron: it diffs against the stored set.
         let store = try Store(path: path, access: .write)
-        let diffs = try record([snapshot(at: 2, [socket(listener, .listen, inode: 1), socket(client, .timeWait, timer: 3, ticks: 5900)], resets: 0)], into: store)
+        let diffs = try record(
+            [snapshot(at: 2, [socket(listener, .listen, inode: 1), socket(client, .timeWait, timer: 3, ticks: 5900)], resets: 0)],
+            into: store)
         #expect(diffs[0].windowStart == nil)
-        #expect(diffs[0].events == [
-            .state(connection: 2, from: .established, to: .timeWait),
-            .close(connection: 3, last: .established, reason: .vanished),
-        ])
+        #expect(
+            diffs[0].events == [
+                .state(connection: 2, from: .established, to: .timeWait),
+                .close(connection: 3, last: .established, reason: .vanished),
+            ])
         var rows: [String] = []
         try store.database.forEach("SELECT local, remote, direction, state, end_reason FROM connections_v ORDER BY id") { row in
             rows.append((0..<5).map { row.optionalText(Int32($0)) ?? "NULL" }.joined(separator: " "))
         }
-        #expect(rows == [
-            "0.0.0.0:5432 0.0.0.0:0 listen LISTEN NULL",
-            "127.0.0.1:40000 127.0.0.1:5432 outbound TIME_WAIT NULL",
-            "127.0.0.1:5432 127.0.0.1:40000 inbound ESTABLISHED vanished",
-        ])
+        #expect(
+            rows == [
+                "0.0.0.0:5432 0.0.0.0:0 listen LISTEN NULL",
+                "127.0.0.1:40000 127.0.0.1:5432 outbound TIME_WAIT NULL",
+                "127.0.0.1:5432 127.0.0.1:40000 inbound ESTABLISHED vanished",
+            ])
         #expect(try store.database.scalarInt("SELECT count(*) FROM windows") == 1)
         #expect(try store.database.scalarInt("SELECT samples FROM windows") == 3)
     }
@@ -178,7 +191,9 @@ struct StoreTests {
         let store = try Store(path: path, access: .write)
         try record((0..<5).map { snapshot(at: $0, [], resets: $0 < 3 ? 0 : 4) }, into: store)
         var values: [Int64] = []
-        try store.database.forEach("SELECT value FROM counters_v WHERE name = 'Tcp.EstabResets' ORDER BY sample_id") { values.append($0.int64(0)) }
+        try store.database.forEach("SELECT value FROM counters_v WHERE name = 'Tcp.EstabResets' ORDER BY sample_id") {
+            values.append($0.int64(0))
+        }
         #expect(values == [0, 4])
         #expect(try store.database.scalarInt("SELECT resets FROM samples ORDER BY id DESC LIMIT 1 OFFSET 1") == 4)
     }

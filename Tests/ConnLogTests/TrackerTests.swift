@@ -11,7 +11,9 @@ struct Driver {
     let interval: Int64 = 1000
 
     /// Takes a sample holding `sightings`, after `resetsSince` more EstabResets.
-    mutating func sample(_ sightings: [Sighting], resetsSince: Int64 = 0, advance: Int64 = 1000, owners: [UInt64: ProcessOwner] = [:]) -> SampleDiff {
+    mutating func sample(_ sightings: [Sighting], resetsSince: Int64 = 0, advance: Int64 = 1000, owners: [UInt64: ProcessOwner] = [:])
+        -> SampleDiff
+    {
         at += advance
         resets += resetsSince
         let snapshot = Snapshot(
@@ -26,8 +28,11 @@ struct Driver {
     }
 }
 
-func socket(_ k: SocketKey, _ state: TCPState, inode: UInt64 = 100, timer: UInt8 = 0, ticks: UInt32 = 0, retransmits: UInt32 = 0) -> Sighting {
-    Sighting(key: k, state: state, timer: timer, timerTicks: ticks, retransmits: retransmits, uid: 1000, inode: state == .timeWait ? 0 : inode)
+func socket(_ k: SocketKey, _ state: TCPState, inode: UInt64 = 100, timer: UInt8 = 0, ticks: UInt32 = 0, retransmits: UInt32 = 0)
+    -> Sighting
+{
+    Sighting(
+        key: k, state: state, timer: timer, timerTicks: ticks, retransmits: retransmits, uid: 1000, inode: state == .timeWait ? 0 : inode)
 }
 
 @Suite("The differ: events and how connections ended")
@@ -148,7 +153,8 @@ struct TrackerTests {
     @Test func aNewSpacingStartsAWindowWithoutAGap() {
         var d = Driver()
         _ = d.sample([socket(client, .established)])
-        let snapshot = Snapshot(at: d.at + 1000, namespace: 4_026_531_840, bootID: d.bootID, sightings: [socket(key(1, 2), .established, inode: 5)],
+        let snapshot = Snapshot(
+            at: d.at + 1000, namespace: 4_026_531_840, bootID: d.bootID, sightings: [socket(key(1, 2), .established, inode: 5)],
             counters: [Snapshot.estabResetsCounter: 0])
         let diff = d.tracker.apply(snapshot, expectedInterval: 60_000)
         #expect(diff.windowStart == .interval)
@@ -181,10 +187,11 @@ struct TrackerTests {
         _ = d.sample([socket(client, .established, inode: 100)])
         let diff = d.sample([socket(client, .established, inode: 200)], resetsSince: 1)
         // The close of the old one comes first, then the open of its successor.
-        #expect(diff.events == [
-            .close(connection: 1, last: .established, reason: .reset),
-            .open(connection: 2, state: .established),
-        ])
+        #expect(
+            diff.events == [
+                .close(connection: 1, last: .established, reason: .reset),
+                .open(connection: 2, state: .established),
+            ])
     }
 
     @Test func closingStateBackToSynSentIsANewConnection() {
@@ -192,10 +199,11 @@ struct TrackerTests {
         _ = d.sample([socket(client, .established)])
         _ = d.sample([socket(client, .timeWait, timer: 3, ticks: 5000)])
         let diff = d.sample([socket(client, .synSent, inode: 300)])
-        #expect(diff.events == [
-            .close(connection: 1, last: .timeWait, reason: .activeClose),
-            .open(connection: 2, state: .synSent),
-        ])
+        #expect(
+            diff.events == [
+                .close(connection: 1, last: .timeWait, reason: .activeClose),
+                .open(connection: 2, state: .synSent),
+            ])
     }
 
     @Test func inodeTurningZeroInTimeWaitIsTheSameConnection() {
@@ -245,7 +253,9 @@ struct TrackerTests {
         let listener = SocketKey(local: Endpoint(address: .ipv4Any, port: 5432), remote: Endpoint(address: .ipv4Any, port: 0))
         let inbound = key(5432, 41000, remote: "127.0.0.2")
         let outbound = key(41001, 443)
-        let diff = d.sample([socket(listener, .listen, inode: 1), socket(inbound, .established, inode: 2), socket(outbound, .established, inode: 3)])
+        let diff = d.sample([
+            socket(listener, .listen, inode: 1), socket(inbound, .established, inode: 2), socket(outbound, .established, inode: 3),
+        ])
         #expect(diff.opened.map(\.direction) == [.listen, .inbound, .outbound])
     }
 

@@ -3,7 +3,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The built binary against real loopback sockets. Serialized: the kernel's reset counter is
@@ -31,17 +31,24 @@ struct CollectTests {
         try collectOnce()
 
         // What was recorded matches what ss sees right now.
-        let ss = try run(["-tnH", "state", "established", "( sport = :\(listener.port) or dport = :\(listener.port) )"], executable: URL(fileURLWithPath: "/usr/bin/ss"))
-        let seenBySS = Set(ss.stdout.split(separator: "\n").map { line -> String in
-            let f = line.split(separator: " ", omittingEmptySubsequences: true)
-            return "\(f[f.count - 2]) \(f[f.count - 1])"
-        })
-        let recorded = Set(try query(db, "SELECT local, remote FROM connections_v WHERE state = 'ESTABLISHED' AND (local_port = ? OR remote_port = ?)",
-            [.integer(Int64(listener.port)), .integer(Int64(listener.port))]).map { $0.joined(separator: " ") })
+        let ss = try run(
+            ["-tnH", "state", "established", "( sport = :\(listener.port) or dport = :\(listener.port) )"],
+            executable: URL(fileURLWithPath: "/usr/bin/ss"))
+        let seenBySS = Set(
+            ss.stdout.split(separator: "\n").map { line -> String in
+                let f = line.split(separator: " ", omittingEmptySubsequences: true)
+                return "\(f[f.count - 2]) \(f[f.count - 1])"
+            })
+        let recorded = Set(
+            try query(
+                db, "SELECT local, remote FROM connections_v WHERE state = 'ESTABLISHED' AND (local_port = ? OR remote_port = ?)",
+                [.integer(Int64(listener.port)), .integer(Int64(listener.port))]
+            ).map { $0.joined(separator: " ") })
         #expect(seenBySS.count == 2)
         #expect(recorded == seenBySS)
         // This test process holds both ends, and the collector found it as `netstat -p` would.
-        let owner = try query(db, "SELECT DISTINCT pid FROM connections WHERE local_port IN (?, ?) AND state = 1",
+        let owner = try query(
+            db, "SELECT DISTINCT pid FROM connections WHERE local_port IN (?, ?) AND state = 1",
             [.integer(Int64(clientPort)), .integer(Int64(listener.port))])
         #expect(owner == [["\(getpid())"]])
 
@@ -50,7 +57,8 @@ struct CollectTests {
         try collectOnce()
 
         let reasons = try query(
-            db, "SELECT direction, end_reason FROM connections_v WHERE (local_port = ?1 AND remote_port = ?2) OR (local_port = ?2 AND remote_port = ?1) ORDER BY direction",
+            db,
+            "SELECT direction, end_reason FROM connections_v WHERE (local_port = ?1 AND remote_port = ?2) OR (local_port = ?2 AND remote_port = ?1) ORDER BY direction",
             [.integer(Int64(clientPort)), .integer(Int64(listener.port))])
         #expect(reasons == [["inbound", "reset"], ["outbound", "reset"]])
         let window = try query(db, "SELECT resets >= reset_candidates, reset_candidates >= 2 FROM samples ORDER BY id DESC LIMIT 1")
@@ -87,7 +95,8 @@ struct CollectTests {
         try collectOnce()
         let ended = try query(db, "SELECT id, end_reason, closed_at IS NOT NULL FROM connections_v WHERE \(filter)")
         #expect(ended == [[waiting.first?[0] ?? "?", "active_close", "1"]])
-        let events = try query(db, "SELECT event, from_state, to_state FROM events_v WHERE connection_id = ? ORDER BY id", [.text(ended.first?[0] ?? "0")])
+        let events = try query(
+            db, "SELECT event, from_state, to_state FROM events_v WHERE connection_id = ? ORDER BY id", [.text(ended.first?[0] ?? "0")])
         #expect(events == [["open", "NULL", "ESTABLISHED"], ["state", "ESTABLISHED", "TIME_WAIT"], ["close", "TIME_WAIT", "NULL"]])
         #expect(try query(db, "SELECT count(*), sum(samples) FROM windows") == [["1", "3"]])
     }

@@ -3,7 +3,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A proc filesystem made of plain files, in the kernel's exact text format.
@@ -15,7 +15,8 @@ struct FakeProc {
         for folder in ["net", "sys/kernel/random", "self/ns"] {
             try FileManager.default.createDirectory(at: root.appendingPathComponent(folder), withIntermediateDirectories: true)
         }
-        try FileManager.default.createSymbolicLink(atPath: root.appendingPathComponent("self/ns/net").path, withDestinationPath: "net:[4026532999]")
+        try FileManager.default.createSymbolicLink(
+            atPath: root.appendingPathComponent("self/ns/net").path, withDestinationPath: "net:[4026532999]")
         try write("net/tcp6", Self.header)
         try write("net/snmp", "Tcp: RtoAlgorithm EstabResets CurrEstab\nTcp: 1 0 0\n")
         try write("net/netstat", "TcpExt: ListenOverflows TW\nTcpExt: 0 0\n")
@@ -35,8 +36,10 @@ struct FakeProc {
         try write("net/tcp", Self.header + lines.enumerated().map { "  \($0.offset): \($0.element)\n" }.joined())
     }
 
-    static let listener = "0100007F:1538 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 9001 1 0000000087e53dda 100 0 0 10 0"
-    static let established = "0100007F:1538 0200007F:C350 01 00000000:00000000 00:00000000 00000000  1000        0 9002 1 0000000087e53dda 20 0 0 10 -1"
+    static let listener =
+        "0100007F:1538 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 9001 1 0000000087e53dda 100 0 0 10 0"
+    static let established =
+        "0100007F:1538 0200007F:C350 01 00000000:00000000 00:00000000 00000000  1000        0 9002 1 0000000087e53dda 20 0 0 10 -1"
 }
 
 @Suite("connlog collect over a fixture proc-root", .serialized)
@@ -52,10 +55,11 @@ struct FixtureProcRootTests {
         let once = ["collect", "--once", "--db", db, "--proc-root", proc.root.path, "--no-processes"]
         try proc.table([FakeProc.listener, FakeProc.established])
         #expect(try run(once).status == 0)
-        #expect(try query(db, "SELECT local, remote, direction, preexisting FROM connections_v ORDER BY id") == [
-            ["127.0.0.1:5432", "0.0.0.0:0", "listen", "1"],
-            ["127.0.0.1:5432", "127.0.0.2:50000", "inbound", "1"],
-        ])
+        #expect(
+            try query(db, "SELECT local, remote, direction, preexisting FROM connections_v ORDER BY id") == [
+                ["127.0.0.1:5432", "0.0.0.0:0", "listen", "1"],
+                ["127.0.0.1:5432", "127.0.0.2:50000", "inbound", "1"],
+            ])
         #expect(try query(db, "SELECT DISTINCT namespace FROM samples_v") == [["4026532999"]])
 
         try proc.boot("99999999-2222-3333-4444-555555555555")
@@ -63,9 +67,10 @@ struct FixtureProcRootTests {
         let outcome = try run(once)
         #expect(outcome.status == 0)
         #expect(outcome.stderr.contains("skipped 1 malformed lines"))
-        #expect(try query(db, "SELECT id, end_reason FROM connections_v WHERE closed_at IS NOT NULL ORDER BY id") == [
-            ["1", "unobserved"], ["2", "unobserved"],
-        ])
+        #expect(
+            try query(db, "SELECT id, end_reason FROM connections_v WHERE closed_at IS NOT NULL ORDER BY id") == [
+                ["1", "unobserved"], ["2", "unobserved"],
+            ])
         #expect(try query(db, "SELECT count(*) FROM connections WHERE closed_at IS NULL AND preexisting = 1") == [["2"]])
         #expect(try query(db, "SELECT start_reason FROM windows ORDER BY id") == [["first"], ["reboot"]])
         #expect(try query(db, "SELECT malformed FROM samples ORDER BY id") == [["0"], ["1"]])

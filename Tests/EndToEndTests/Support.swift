@@ -3,7 +3,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The built `connlog` binary, next to the test bundle in the build folder.
@@ -51,7 +51,9 @@ final class Child {
     func signal(_ number: Int32) { kill(process.processIdentifier, number) }
 }
 
-func start(_ arguments: [String], executable: URL = connlogBinary, directory: URL? = nil, environment: [String: String]? = nil) throws -> Child {
+func start(_ arguments: [String], executable: URL = connlogBinary, directory: URL? = nil, environment: [String: String]? = nil) throws
+    -> Child
+{
     let child = Child()
     child.process.executableURL = executable
     child.process.arguments = arguments
@@ -103,7 +105,11 @@ func listenIPv4(_ address: String = "127.0.0.1") throws -> (fd: Int32, port: UIn
     var one: Int32 = 1
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
     var address4 = sockaddr_in(address, port: 0)
-    guard withUnsafePointer(to: &address4, { bind(fd, UnsafeRawPointer($0).assumingMemoryBound(to: sockaddr.self), socklen_t(MemoryLayout<sockaddr_in>.size)) }) == 0 else {
+    guard
+        withUnsafePointer(
+            to: &address4,
+            { bind(fd, UnsafeRawPointer($0).assumingMemoryBound(to: sockaddr.self), socklen_t(MemoryLayout<sockaddr_in>.size)) }) == 0
+    else {
         throw SocketError("bind")
     }
     guard Glibc.listen(fd, 128) == 0 else { throw SocketError("listen") }
@@ -117,7 +123,11 @@ func listenIPv6() throws -> (fd: Int32, port: UInt16) {
     var address6 = sockaddr_in6()
     address6.sin6_family = sa_family_t(AF_INET6)
     address6.sin6_addr = in6addr_loopback
-    guard withUnsafePointer(to: &address6, { bind(fd, UnsafeRawPointer($0).assumingMemoryBound(to: sockaddr.self), socklen_t(MemoryLayout<sockaddr_in6>.size)) }) == 0 else {
+    guard
+        withUnsafePointer(
+            to: &address6,
+            { bind(fd, UnsafeRawPointer($0).assumingMemoryBound(to: sockaddr.self), socklen_t(MemoryLayout<sockaddr_in6>.size)) }) == 0
+    else {
         throw SocketError("bind")
     }
     guard Glibc.listen(fd, 128) == 0 else { throw SocketError("listen") }
@@ -127,7 +137,12 @@ func listenIPv6() throws -> (fd: Int32, port: UInt16) {
 func connectIPv4(to port: UInt16, address: String = "127.0.0.1") throws -> Int32 {
     let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     var target = sockaddr_in(address, port: port)
-    guard withUnsafePointer(to: &target, { Glibc.connect(fd, UnsafeRawPointer($0).assumingMemoryBound(to: sockaddr.self), socklen_t(MemoryLayout<sockaddr_in>.size)) }) == 0 else {
+    guard
+        withUnsafePointer(
+            to: &target,
+            { Glibc.connect(fd, UnsafeRawPointer($0).assumingMemoryBound(to: sockaddr.self), socklen_t(MemoryLayout<sockaddr_in>.size)) })
+            == 0
+    else {
         throw SocketError("connect")
     }
     return fd
@@ -139,7 +154,12 @@ func connectIPv6(to port: UInt16) throws -> Int32 {
     target.sin6_family = sa_family_t(AF_INET6)
     target.sin6_addr = in6addr_loopback
     target.sin6_port = port.bigEndian
-    guard withUnsafePointer(to: &target, { Glibc.connect(fd, UnsafeRawPointer($0).assumingMemoryBound(to: sockaddr.self), socklen_t(MemoryLayout<sockaddr_in6>.size)) }) == 0 else {
+    guard
+        withUnsafePointer(
+            to: &target,
+            { Glibc.connect(fd, UnsafeRawPointer($0).assumingMemoryBound(to: sockaddr.self), socklen_t(MemoryLayout<sockaddr_in6>.size)) })
+            == 0
+    else {
         throw SocketError("connect")
     }
     return fd
@@ -160,7 +180,9 @@ func setLingerZero(_ fd: Int32) {
 func localPort(_ fd: Int32) -> UInt16 {
     var storage = sockaddr_storage()
     var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-    _ = withUnsafeMutablePointer(to: &storage) { getsockname(fd, UnsafeMutableRawPointer($0).assumingMemoryBound(to: sockaddr.self), &length) }
+    _ = withUnsafeMutablePointer(to: &storage) {
+        getsockname(fd, UnsafeMutableRawPointer($0).assumingMemoryBound(to: sockaddr.self), &length)
+    }
     return withUnsafePointer(to: &storage) { pointer in
         UnsafeRawPointer(pointer).assumingMemoryBound(to: sockaddr_in.self).pointee.sin_port.bigEndian
     }

@@ -49,7 +49,8 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible, Comparable
         if high == 0 && low >> 32 == 0xFFFF {
             return "::ffff:" + Self.dottedQuad(UInt32(truncatingIfNeeded: low))
         }
-        let groups: [UInt16] = (0..<4).map { UInt16(truncatingIfNeeded: high >> (48 - 16 * UInt64($0))) }
+        let groups: [UInt16] =
+            (0..<4).map { UInt16(truncatingIfNeeded: high >> (48 - 16 * UInt64($0))) }
             + (0..<4).map { UInt16(truncatingIfNeeded: low >> (48 - 16 * UInt64($0))) }
         // RFC 5952: the longest run (at least two) of zero groups becomes "::", the first such if tied.
         var bestStart = -1, bestLength = 0, runStart = -1

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Durations and times as people type and read them: `200ms`, `90s`, `15m`, `2h`, `7d`, and ISO-8601 UTC.

@@ -46,7 +46,8 @@ public final class Statement {
     /// Binds a blob. The corresponding C function is `sqlite3_bind_blob`.
     public func bind(_ value: [UInt8], at index: Int32) throws(SQLiteError) {
         let code = value.withUnsafeBytes { raw in
-            sqlite3_bind_blob(handle, index, raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(raw.count), connlog_sqlite_transient())
+            sqlite3_bind_blob(
+                handle, index, raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(raw.count), connlog_sqlite_transient())
         }
         try check(code)
     }

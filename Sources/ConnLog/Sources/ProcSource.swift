@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Takes samples of one network namespace from a proc filesystem.
@@ -97,7 +97,7 @@ public final class ProcSource {
             return id
         }
         throw ConnLogError(
-            "cannot read the network namespace id at \(candidates[0]): run as a user who may read it, or point --proc-root at a proc filesystem")
+            "cannot read the network namespace id at \(candidates[0]): run as a user who may read it, or point --proc-root at a proc filesystem"
+        )
     }
 }
-

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Finds which process holds each socket inode, like `netstat -p`, walking `/proc/<pid>/fd` only
@@ -56,9 +56,10 @@ final class ProcessOwners {
             socketHolders.insert(pid)
             guard wanted.contains(inode) else { continue }
             if program == nil {
-                program = FileReading.text("\(processRoot)/\(pid)/comm").map {
-                    $0.hasSuffix("\n") ? String($0.dropLast()) : $0
-                } ?? "?"
+                program =
+                    FileReading.text("\(processRoot)/\(pid)/comm").map {
+                        $0.hasSuffix("\n") ? String($0.dropLast()) : $0
+                    } ?? "?"
             }
             known[inode] = ProcessOwner(pid: pid, program: program!)
             wanted.remove(inode)

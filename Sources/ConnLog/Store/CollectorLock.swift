@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The right to record into one database, held by at most one collector at a time.
@@ -22,7 +22,8 @@ public final class CollectorLock {
         path = databasePath + ".lock"
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
-            throw ConnLogError("cannot create \(path): \(FileReading.errorText(errno)); make the database's directory writable, or pass another --db")
+            throw ConnLogError(
+                "cannot create \(path): \(FileReading.errorText(errno)); make the database's directory writable, or pass another --db")
         }
         var request = Self.request(type: Int16(F_WRLCK))
         guard fcntl(fd, Self.ofdSetLock, &request) == 0 else {

@@ -12,7 +12,9 @@ extension Store {
     /// its last counters and boot id.
     public func position(namespace: UInt64) throws -> Position {
         let nextID = (try database.scalarInt("SELECT max(id) FROM connections") ?? 0) + 1
-        guard let namespaceID = try database.scalarInt("SELECT id FROM namespaces WHERE inode = ?", [.integer(Int64(bitPattern: namespace))]) else {
+        guard
+            let namespaceID = try database.scalarInt("SELECT id FROM namespaces WHERE inode = ?", [.integer(Int64(bitPattern: namespace))])
+        else {
             return Position(tracker: Tracker.State(nextID: nextID), windowID: nil)
         }
         let window = try database.cached(
@@ -71,7 +73,9 @@ extension Store {
         ) { row in
             guard let local = IPAddress(bytes: row.blob(1)), let remote = IPAddress(bytes: row.blob(3)) else { return }
             var owner: ProcessOwner?
-            if let pid = row.optionalInt64(16) { owner = ProcessOwner(pid: Int32(truncatingIfNeeded: pid), program: row.optionalText(17) ?? "?") }
+            if let pid = row.optionalInt64(16) {
+                owner = ProcessOwner(pid: Int32(truncatingIfNeeded: pid), program: row.optionalText(17) ?? "?")
+            }
             body(
                 TrackedConnection(
                     id: row.int64(0),
@@ -256,7 +260,9 @@ extension Store {
     }
 
     func counterID(_ name: String) throws -> Int64 {
-        try lookup(\.counterIDs, name, select: "SELECT id FROM counter_names WHERE name = ?", insert: "INSERT INTO counter_names (name) VALUES (?)")
+        try lookup(
+            \.counterIDs, name, select: "SELECT id FROM counter_names WHERE name = ?", insert: "INSERT INTO counter_names (name) VALUES (?)"
+        )
     }
 
     func namespaceID(_ inode: UInt64) throws -> Int64 {

@@ -27,21 +27,23 @@ extension Store {
         var counterIDs: [Int64] = []
         try database.forEach("SELECT id FROM counter_names") { counterIDs.append($0.int64(0)) }
         for id in counterIDs {
-            steps.append((
-                """
-                DELETE FROM counters WHERE counter_id = ?1 AND sample_id IN (
-                    SELECT sample_id FROM counters WHERE counter_id = ?1 AND sample_id <= ?2 LIMIT ?3)
-                """, [.integer(id), .integer(lastOldSample), limit]
-            ))
+            steps.append(
+                (
+                    """
+                    DELETE FROM counters WHERE counter_id = ?1 AND sample_id IN (
+                        SELECT sample_id FROM counters WHERE counter_id = ?1 AND sample_id <= ?2 LIMIT ?3)
+                    """, [.integer(id), .integer(lastOldSample), limit]
+                ))
         }
-        steps.append((
-            """
-            DELETE FROM samples WHERE id IN (
-                SELECT id FROM samples WHERE id <= ?1 AND id NOT IN (
-                    SELECT max(s.id) FROM samples s JOIN windows w ON w.id = s.window_id GROUP BY w.namespace_id)
-                LIMIT ?2)
-            """, [.integer(lastOldSample), limit]
-        ))
+        steps.append(
+            (
+                """
+                DELETE FROM samples WHERE id IN (
+                    SELECT id FROM samples WHERE id <= ?1 AND id NOT IN (
+                        SELECT max(s.id) FROM samples s JOIN windows w ON w.id = s.window_id GROUP BY w.namespace_id)
+                    LIMIT ?2)
+                """, [.integer(lastOldSample), limit]
+            ))
 
         var deleted = 0
         var batches = 0

@@ -54,7 +54,8 @@ public final class Store {
             let version = try database.userVersion()
             if version > Migration.latestVersion {
                 throw ConnLogError(
-                    "\(path) has schema version \(version), newer than this connlog knows (\(Migration.latestVersion)); use a newer connlog. The file was left untouched")
+                    "\(path) has schema version \(version), newer than this connlog knows (\(Migration.latestVersion)); use a newer connlog. The file was left untouched"
+                )
             }
             if version == 0 {
                 let tables = try database.scalarInt("SELECT count(*) FROM sqlite_master") ?? 0
@@ -80,7 +81,8 @@ public final class Store {
                 "\(path) is not a SQLite database, or its header is damaged; connlog leaves it untouched: move it aside to start a new one")
         case SQLITE_CORRUPT:
             return ConnLogError(
-                "\(path) is damaged (\(error.message)); connlog leaves it untouched: check it with `sqlite3 \(path) 'PRAGMA integrity_check'` and move it aside")
+                "\(path) is damaged (\(error.message)); connlog leaves it untouched: check it with `sqlite3 \(path) 'PRAGMA integrity_check'` and move it aside"
+            )
         case SQLITE_FULL:
             return ConnLogError("the disk holding \(path) is full; nothing was half-written: free some space and run again")
         case SQLITE_READONLY:

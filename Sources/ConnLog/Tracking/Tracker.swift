@@ -180,7 +180,8 @@ public struct Tracker: Sendable {
             let kept = result[position]
             let trackedInode = state.open[sighting.key]?.inode ?? 0
             if trackedInode != 0 && kept.inode == trackedInode { continue }
-            if trackedInode != 0 && sighting.inode == trackedInode || kept.inode == 0 || sighting.inode != 0 && sighting.inode < kept.inode {
+            if trackedInode != 0 && sighting.inode == trackedInode || kept.inode == 0 || sighting.inode != 0 && sighting.inode < kept.inode
+            {
                 result[position] = sighting
             }
         }
@@ -217,7 +218,9 @@ public struct Tracker: Sendable {
     }
 
     /// Folds a sighting into an open connection; true when a stored fact changed.
-    private func update(_ connection: inout TrackedConnection, with sighting: Sighting, snapshot: Snapshot, into diff: inout SampleDiff) -> Bool {
+    private func update(_ connection: inout TrackedConnection, with sighting: Sighting, snapshot: Snapshot, into diff: inout SampleDiff)
+        -> Bool
+    {
         let before = connection
         if sighting.state != connection.state {
             diff.events.append(.state(connection: connection.id, from: connection.state, to: sighting.state))
