@@ -21,7 +21,7 @@ INSERT INTO end_reasons (code, name, meaning) VALUES
     (2, 'passive_close', 'seen in LAST_ACK, or last seen in CLOSE_WAIT in a window with no reset: the peer closed first'),
     (3, 'reset', 'left ESTABLISHED or CLOSE_WAIT straight to gone, and Tcp EstabResets confirms an abort'),
     (4, 'vanished', 'left ESTABLISHED straight to gone while EstabResets did not move: a graceful close too quick to sample'),
-    (5, 'ambiguous', 'left ESTABLISHED straight to gone in a window where EstabResets cannot tell which ones were resets'),
+    (5, 'ambiguous', 'left ESTABLISHED or CLOSE_WAIT straight to gone where EstabResets cannot tell which ones were resets, or last seen in CLOSE'),
     (6, 'failed_connect', 'left SYN_SENT (or an inbound SYN_RECV) without ever being ESTABLISHED'),
     (7, 'unobserved', 'closed while nothing was recording: inside a gap, or across a reboot'),
     (8, 'listen_closed', 'a listening socket went away');
@@ -157,7 +157,7 @@ CREATE TABLE collectors (
     id INTEGER PRIMARY KEY,
     pid INTEGER NOT NULL,
     hostname TEXT NOT NULL,
-    mode TEXT NOT NULL,                -- 'once' or 'loop'
+    mode TEXT NOT NULL,                -- 'loop' (collect --once runs leave no row)
     interval_ms INTEGER NOT NULL,
     proc_root TEXT NOT NULL,
     started_at INTEGER NOT NULL,

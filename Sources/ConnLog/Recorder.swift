@@ -86,7 +86,8 @@ public final class Recorder {
     /// Prunes history older than `options.retain`, at most once a minute, a bounded amount per call.
     public func pruneIfDue(now: Int64) throws {
         guard let retain = options.retain, now - lastPrune >= 60_000 else { return }
-        let result = try store.prune(before: now - retain)
+        // Ten batches a sample at most: a large backlog is worked off over several samples.
+        let result = try store.prune(before: now - retain, maxBatches: 10)
         if !result.more { lastPrune = now }
     }
 

@@ -241,6 +241,30 @@ struct StoreTests {
         #expect(try store.database.scalarInt("SELECT count(*) FROM windows") == 1)
     }
 
+    @Test func retentionOfManyCountersFinishesInFewBatches() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try Store(path: path, access: .write)
+        // 200 counters that change every sample, as a busy host's segment counters do.
+        let snapshots = (0..<20).map { second -> Snapshot in
+            var s = snapshot(at: Int64(second), [])
+            for index in 0..<200 { s.counters["TcpExt.Counter\(index)"] = Int64(second) }
+            return s
+        }
+        try record(snapshots, into: store)
+        var calls = 0
+        var more = true
+        while more && calls < 20 {
+            more = try store.prune(before: 1_700_000_000_000 + 10_000, batchSize: 500, maxBatches: 3).more
+            calls += 1
+        }
+        #expect(!more)
+        // 10 old samples x 200 counters (+1) go, in transactions of 500 rows: a handful of calls.
+        #expect(calls <= 3)
+        #expect(try store.database.scalarInt("SELECT count(*) FROM samples") == 10)
+        #expect(try store.database.scalarInt("SELECT count(*) FROM counters WHERE sample_id < (SELECT min(id) FROM samples)") == 0)
+        #expect(try store.database.scalarInt("SELECT count(*) FROM counters WHERE sample_id = (SELECT min(id) FROM samples)") == 201)
+    }
+
     @Test func embeddedMigrationsMatchTheFiles() throws {
         let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("Migrations")
@@ -257,7 +281,9 @@ struct StoreTests {
         do {
             let lock = try CollectorLock(databasePath: path)
             #expect(CollectorLock.holder(databasePath: path) == getpid())
-            #expect { _ = try CollectorLock(databasePath: path) } throws: { "\($0)".contains("already recording") }
+            #expect { _ = try CollectorLock(databasePath: path) } throws: { "\($0)".contains("collector (pid \(getpid())) is already recording") }
+            // A refused attempt leaves the holder's pid in place.
+            #expect(CollectorLock.holder(databasePath: path) == getpid())
             _ = lock
         }
         #expect(CollectorLock.holder(databasePath: path) == nil)

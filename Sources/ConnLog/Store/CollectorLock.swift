@@ -20,7 +20,15 @@ public final class CollectorLock {
     /// Takes the lock for the database at `databasePath`, or throws when another collector holds it.
     public init(databasePath: String) throws(ConnLogError) {
         path = databasePath + ".lock"
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        // Everything that can fail happens before `fd` is stored, so `deinit` only ever sees a held lock.
+        fd = try Self.acquire(path, databasePath: databasePath)
+        let text = Array("\(getpid())\n".utf8)
+        _ = ftruncate(fd, 0)
+        _ = pwrite(fd, text, text.count, 0)
+    }
+
+    private static func acquire(_ path: String, databasePath: String) throws(ConnLogError) -> Int32 {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             throw ConnLogError(
                 "cannot create \(path): \(FileReading.errorText(errno)); make the database's directory writable, or pass another --db")
@@ -36,9 +44,7 @@ public final class CollectorLock {
             }
             throw ConnLogError("cannot lock \(path): \(FileReading.errorText(code))")
         }
-        let text = Array("\(getpid())\n".utf8)
-        _ = ftruncate(fd, 0)
-        _ = pwrite(fd, text, text.count, 0)
+        return fd
     }
 
     deinit {

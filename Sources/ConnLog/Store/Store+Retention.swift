@@ -1,8 +1,8 @@
 /// Pruning history older than a cutoff, in small transactions.
 extension Store {
     /// Deletes history from before `cutoff` (milliseconds since the epoch), at most `batchSize`
-    /// rows per transaction and at most `maxBatches` transactions per call, so neither readers nor
-    /// the collector wait long.
+    /// rows per transaction and at most `maxBatches` transactions that delete something per call,
+    /// so neither readers nor the collector wait long.
     ///
     /// Kept whatever their age: open connections, each namespace's latest sample (the next
     /// sample diffs against it), and the counters a window's first retained sample needs, so
@@ -16,45 +16,57 @@ extension Store {
             return (0, false)
         }
         try carryCounters(over: lastOldSample)
-        let limit = SQLValue.integer(Int64(batchSize))
-        var steps: [(String, [SQLValue])] = [
-            ("DELETE FROM events WHERE id IN (SELECT id FROM events WHERE sample_id <= ? LIMIT ?)", [.integer(lastOldSample), limit]),
-            (
-                "DELETE FROM connections WHERE id IN (SELECT id FROM connections WHERE first_seen < ? AND closed_at < ? LIMIT ?)",
-                [.integer(cutoff), .integer(cutoff), limit]
-            ),
-        ]
+        // Each step deletes up to `limit` rows and returns how many; it is done when it deletes fewer.
+        func rows(_ sql: String, _ values: [SQLValue]) -> (Int64) throws -> Int64 {
+            { limit in
+                try self.database.cached(sql).run(values + [.integer(limit)])
+                return self.database.changes
+            }
+        }
         var counterIDs: [Int64] = []
-        try database.forEach("SELECT id FROM counter_names") { counterIDs.append($0.int64(0)) }
-        for id in counterIDs {
-            steps.append(
-                (
+        try database.forEach("SELECT id FROM counter_names ORDER BY id") { counterIDs.append($0.int64(0)) }
+        var counterCursor = 0
+        // One step for all counters: a transaction moves on to the next counter when one runs out,
+        // so the number of transactions follows the rows deleted, not the number of counters.
+        let counters: (Int64) throws -> Int64 = { limit in
+            var total: Int64 = 0
+            while counterCursor < counterIDs.count && total < limit {
+                let asked = limit - total
+                try self.database.cached(
                     """
                     DELETE FROM counters WHERE counter_id = ?1 AND sample_id IN (
                         SELECT sample_id FROM counters WHERE counter_id = ?1 AND sample_id <= ?2 LIMIT ?3)
-                    """, [.integer(id), .integer(lastOldSample), limit]
-                ))
+                    """
+                ).run([.integer(counterIDs[counterCursor]), .integer(lastOldSample), .integer(asked)])
+                let changed = self.database.changes
+                total += changed
+                if changed < asked { counterCursor += 1 }
+            }
+            return total
         }
-        steps.append(
-            (
+        let steps: [(Int64) throws -> Int64] = [
+            rows("DELETE FROM events WHERE id IN (SELECT id FROM events WHERE sample_id <= ? LIMIT ?)", [.integer(lastOldSample)]),
+            rows(
+                "DELETE FROM connections WHERE id IN (SELECT id FROM connections WHERE first_seen < ? AND closed_at < ? LIMIT ?)",
+                [.integer(cutoff), .integer(cutoff)]),
+            counters,
+            rows(
                 """
                 DELETE FROM samples WHERE id IN (
-                    SELECT id FROM samples WHERE id <= ?1 AND id NOT IN (
+                    SELECT id FROM samples WHERE id <= ? AND id NOT IN (
                         SELECT max(s.id) FROM samples s JOIN windows w ON w.id = s.window_id GROUP BY w.namespace_id)
-                    LIMIT ?2)
-                """, [.integer(lastOldSample), limit]
-            ))
+                    LIMIT ?)
+                """, [.integer(lastOldSample)]),
+        ]
 
         var deleted = 0
         var batches = 0
-        for (sql, values) in steps {
+        for step in steps {
             while true {
                 guard batches < maxBatches else { return (deleted, true) }
-                let changed = try database.transaction(.immediate) { () throws -> Int64 in
-                    try database.cached(sql).run(values)
-                    return database.changes
-                }
-                batches += 1
+                let changed = try database.transaction(.immediate) { try step(Int64(batchSize)) }
+                // A step with nothing to delete costs one cheap transaction and no budget.
+                if changed > 0 { batches += 1 }
                 deleted += Int(changed)
                 if changed < batchSize { break }
             }
