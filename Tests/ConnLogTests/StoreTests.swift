@@ -281,7 +281,9 @@ struct StoreTests {
         do {
             let lock = try CollectorLock(databasePath: path)
             #expect(CollectorLock.holder(databasePath: path) == getpid())
-            #expect { _ = try CollectorLock(databasePath: path) } throws: { "\($0)".contains("collector (pid \(getpid())) is already recording") }
+            #expect { _ = try CollectorLock(databasePath: path) } throws: {
+                "\($0)".contains("collector (pid \(getpid())) is already recording")
+            }
             // A refused attempt leaves the holder's pid in place.
             #expect(CollectorLock.holder(databasePath: path) == getpid())
             _ = lock
