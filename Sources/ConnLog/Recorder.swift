@@ -34,6 +34,10 @@ public final class Recorder {
         public var closed: Int
         public var malformedLines: Int
         public var windowStart: WindowStart?
+        /// Reading and parsing the tables, in microseconds.
+        public var readMicroseconds: Int64
+        /// The whole sample: read, attribute, diff and commit, in microseconds.
+        public var totalMicroseconds: Int64
     }
 
     public let store: Store
@@ -59,6 +63,7 @@ public final class Recorder {
     /// restart) and records it in one transaction.
     @discardableResult
     public func recordSample() throws -> SampleSummary {
+        let started = FileReading.monotonicNanoseconds()
         let snapshot = try source.sample()
         if tracker == nil || namespace != snapshot.namespace {
             let position = try store.position(namespace: snapshot.namespace)
@@ -80,7 +85,8 @@ public final class Recorder {
         }
         return SampleSummary(
             at: snapshot.at, sockets: diff.sockets, events: diff.events.count, opened: diff.opened.count,
-            closed: diff.closed.count, malformedLines: snapshot.malformedLines, windowStart: diff.windowStart)
+            closed: diff.closed.count, malformedLines: snapshot.malformedLines, windowStart: diff.windowStart,
+            readMicroseconds: snapshot.readMicroseconds, totalMicroseconds: (FileReading.monotonicNanoseconds() - started) / 1000)
     }
 
     /// Prunes history older than `options.retain`, at most once a minute, a bounded amount per call.
@@ -98,9 +104,13 @@ public final class Recorder {
     /// overruns skips the ticks it missed. Failures are reported through `log` (rate-limited)
     /// and sampling goes on.
     ///
+    /// - Parameter onSample: called after each recorded sample.
     /// - Returns: the number of samples recorded.
     @discardableResult
-    public func run(duration: Int64?, stopSignals: [Int32] = [SIGINT, SIGTERM], log: @escaping (String) -> Void) -> Int {
+    public func run(
+        duration: Int64?, stopSignals: [Int32] = [SIGINT, SIGTERM], log: @escaping (String) -> Void,
+        onSample: (SampleSummary) -> Void = { _ in }
+    ) -> Int {
         var signals = sigset_t()
         sigemptyset(&signals)
         for signal in stopSignals { sigaddset(&signals, signal) }
@@ -121,6 +131,7 @@ public final class Recorder {
             do {
                 let summary = try recordSample()
                 recorded += 1
+                onSample(summary)
                 if summary.malformedLines > 0 {
                     warnings.report("skipped \(summary.malformedLines) malformed lines in \(options.procRoot)/net/tcp*")
                 }

@@ -81,13 +81,21 @@ struct CollectCommand: ParsableCommand {
         if verbose {
             warn("collecting into \(database.path) every \(TimeText.duration(spacing)); stop with Ctrl-C or SIGTERM")
         }
-        let samples = recorder.run(duration: duration?.milliseconds) { warn($0) }
+        let samples = recorder.run(duration: duration?.milliseconds, log: { warn($0) }) { summary in
+            if verbose { warn(describe(summary)) }
+        }
         if verbose { warn("stopped after \(samples) samples") }
+    }
+
+    private func milliseconds(_ microseconds: Int64) -> String {
+        let tenths = (microseconds + 50) / 100
+        return "\(tenths / 10).\(tenths % 10) ms"
     }
 
     private func describe(_ summary: Recorder.SampleSummary) -> String {
         var text =
-            "\(TimeText.iso8601(summary.at)): \(summary.sockets) sockets, \(summary.opened) opened, \(summary.closed) closed, \(summary.events) events"
+            "\(TimeText.iso8601(summary.at)): \(summary.sockets) sockets, \(summary.opened) opened, \(summary.closed) closed, "
+            + "\(summary.events) events in \(milliseconds(summary.totalMicroseconds)) (read \(milliseconds(summary.readMicroseconds)))"
         if let start = summary.windowStart { text += " (new window: \(start.rawValue))" }
         return text
     }

@@ -14,6 +14,15 @@ public struct SocketKey: Hashable, Sendable, CustomStringConvertible {
     public var family: UInt8 { local.address.family }
 
     public var description: String { "\(local) -> \(remote)" }
+
+    /// Feeds four words instead of every field: keys are hashed several times per socket per
+    /// sample, and this is most of the differ's cost on a large table.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(local.address.high ^ (remote.address.high &* 0x9E37_79B9_7F4A_7C15))
+        hasher.combine(local.address.low)
+        hasher.combine(remote.address.low)
+        hasher.combine(UInt64(local.port) << 32 | UInt64(remote.port) << 8 | UInt64(local.address.family))
+    }
 }
 
 /// One line of `/proc/net/tcp` or `tcp6`: a socket as one read of the table saw it.

@@ -88,7 +88,7 @@ public struct Tracker: Sendable {
     ///   longer than twice this is a gap, and what closed inside it is `unobserved`.
     public mutating func apply(_ snapshot: Snapshot, expectedInterval: Int64) -> SampleDiff {
         var diff = SampleDiff(at: snapshot.at, after: state.last?.at)
-        let sightings = deduplicate(snapshot.sightings)
+        let (sightings, positions) = deduplicate(snapshot.sightings)
         diff.sockets = sightings.count
 
         if let last = state.last {
@@ -124,12 +124,10 @@ public struct Tracker: Sendable {
         for sighting in sightings where sighting.state == .listen { listeningPorts.insert(sighting.key.local.port) }
 
         var pendingClosures: [TrackedConnection] = []
-        var seen = Set<SocketKey>(minimumCapacity: sightings.count)
         let previouslyClosed = state.justClosed
         state.justClosed.removeAll(keepingCapacity: true)
 
         for sighting in sightings {
-            seen.insert(sighting.key)
             if var connection = state.open[sighting.key] {
                 if isNewGeneration(connection, sighting) {
                     pendingClosures.append(connection)
@@ -151,7 +149,7 @@ public struct Tracker: Sendable {
             }
         }
 
-        for (key, connection) in state.open where !seen.contains(key) {
+        for (key, connection) in state.open where positions[key] == nil {
             pendingClosures.append(connection)
             diff.events.append(.close(connection: connection.id, last: connection.state, reason: .ambiguous))
         }
@@ -166,14 +164,18 @@ public struct Tracker: Sendable {
 
     /// Folds lines that name the same key into one, keeping the one that continues the tracked
     /// connection (same inode), else one with a live inode, else the last read.
-    func deduplicate(_ sightings: [Sighting]) -> [Sighting] {
+    ///
+    /// - Returns: the distinct sightings, and each key's position among them.
+    func deduplicate(_ sightings: [Sighting]) -> ([Sighting], [SocketKey: Int]) {
         var index: [SocketKey: Int] = [:]
         index.reserveCapacity(sightings.count)
         var result: [Sighting] = []
         result.reserveCapacity(sightings.count)
         for sighting in sightings {
-            guard let position = index[sighting.key] else {
-                index[sighting.key] = result.count
+            let candidate = result.count
+            // One hash: the default subscript inserts `candidate` when the key is new.
+            let position = Self.value(of: &index[sighting.key, default: candidate])
+            if position == candidate {
                 result.append(sighting)
                 continue
             }
@@ -185,8 +187,10 @@ public struct Tracker: Sendable {
                 result[position] = sighting
             }
         }
-        return result
+        return (result, index)
     }
+
+    @inline(__always) private static func value(of slot: inout Int) -> Int { slot }
 
     private func isNewGeneration(_ connection: TrackedConnection, _ sighting: Sighting) -> Bool {
         if connection.inode != 0 && sighting.inode != 0 && connection.inode != sighting.inode { return true }
