@@ -48,6 +48,8 @@ public final class Recorder {
     private var namespace: UInt64?
     private var windowID: Int64?
     private var lastPrune: Int64 = 0
+    /// How long this process's previous sample took; 0 before its first.
+    private var previousSampleMilliseconds: Int64 = 0
 
     /// Checks the proc filesystem, takes the database's collector lock, then opens (creating or
     /// upgrading) the database; nothing is created when the proc filesystem cannot be read.
@@ -64,14 +66,15 @@ public final class Recorder {
     @discardableResult
     public func recordSample() throws -> SampleSummary {
         let started = FileReading.monotonicNanoseconds()
-        let snapshot = try source.sample()
-        if tracker == nil || namespace != snapshot.namespace {
-            let position = try store.position(namespace: snapshot.namespace)
-            tracker = Tracker(state: position.tracker)
-            windowID = position.windowID
-            namespace = snapshot.namespace
+        if tracker == nil {
+            try resume(namespace: try source.namespaceID())
         }
-        let diff = tracker!.apply(snapshot, expectedInterval: options.interval)
+        let snapshot = try source.sample()
+        if namespace != snapshot.namespace {
+            // `/proc/<pid>` whose process moved to another namespace: continue that one's history.
+            try resume(namespace: snapshot.namespace)
+        }
+        let diff = tracker!.apply(snapshot, expectedInterval: options.interval, slack: previousSampleMilliseconds)
         do {
             windowID = try store.record(
                 diff,
@@ -83,10 +86,21 @@ public final class Recorder {
             tracker = nil
             throw error
         }
+        let total = (FileReading.monotonicNanoseconds() - started) / 1000
+        previousSampleMilliseconds = total / 1000
         return SampleSummary(
             at: snapshot.at, sockets: diff.sockets, events: diff.events.count, opened: diff.opened.count,
             closed: diff.closed.count, malformedLines: snapshot.malformedLines, windowStart: diff.windowStart,
-            readMicroseconds: snapshot.readMicroseconds, totalMicroseconds: (FileReading.monotonicNanoseconds() - started) / 1000)
+            readMicroseconds: snapshot.readMicroseconds, totalMicroseconds: total)
+    }
+
+    /// Loads where the namespace's history stands from the database.
+    private func resume(namespace: UInt64) throws {
+        let position = try store.position(namespace: namespace)
+        tracker = Tracker(state: position.tracker)
+        windowID = position.windowID
+        self.namespace = namespace
+        source.rememberOwners(of: position.tracker.open.values)
     }
 
     /// Prunes history older than `options.retain`, at most once a minute, a bounded amount per call.

@@ -134,6 +134,18 @@ struct TrackerTests {
         #expect(diff.windowStart == nil)
     }
 
+    @Test func aSampleLateBecauseItsPredecessorOverranIsNoGap() {
+        var d = Driver()
+        _ = d.sample([socket(client, .established)])
+        // 2.5 s later, but the previous sample took 700 ms: the collector was running all along.
+        let snapshot = Snapshot(
+            at: d.at + 2500, namespace: 4_026_531_840, bootID: d.bootID, sightings: [],
+            counters: [Snapshot.estabResetsCounter: 0])
+        let diff = d.tracker.apply(snapshot, expectedInterval: 1000, slack: 700)
+        #expect(diff.windowStart == nil)
+        #expect(diff.closed.map(\.reason) == [.vanished])
+    }
+
     @Test func rebootClosesEverythingAsUnobserved() {
         var d = Driver()
         let listener = SocketKey(local: Endpoint(address: .ipv4Any, port: 5432), remote: Endpoint(address: .ipv4Any, port: 0))

@@ -199,10 +199,20 @@ extension sockaddr_in {
 
 /// Whether `/proc/net/tcp` still lists a socket with this local port.
 func procListsLocalPort(_ port: UInt16) -> Bool {
-    let text = (try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8)) ?? ""
-    let needle = ":" + String(format: "%04X", port) + " "
-    return text.split(separator: "\n").contains { line in
+    // Read to the end in a loop: proc files report size 0, and a large table spans many reads.
+    let fd = open("/proc/net/tcp", O_RDONLY)
+    guard fd >= 0 else { return true }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = read(fd, &chunk, chunk.count)
+        if count <= 0 { break }
+        bytes += chunk[..<count]
+    }
+    let needle = ":" + String(format: "%04X", port)
+    return String(decoding: bytes, as: UTF8.self).split(separator: "\n").contains { line in
         let fields = line.split(separator: " ")
-        return fields.count > 1 && (fields[1] + " ").hasSuffix(needle)
+        return fields.count > 1 && fields[1].hasSuffix(needle)
     }
 }

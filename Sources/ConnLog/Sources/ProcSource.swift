@@ -34,6 +34,17 @@ public final class ProcSource {
         owners = attributeProcesses ? ProcessOwners(processRoot: systemRoot) : nil
     }
 
+    /// Tells process attribution which sockets an earlier run already attributed, so that only
+    /// new inodes are looked up.
+    public func rememberOwners(of connections: some Sequence<TrackedConnection>) {
+        guard let owners else { return }
+        var known: [UInt64: ProcessOwner] = [:]
+        for connection in connections where connection.inode != 0 {
+            if let owner = connection.owner { known[connection.inode] = owner }
+        }
+        owners.seed(owners: known)
+    }
+
     /// Checks that the tables, boot id and namespace id can be read, without taking a sample.
     public func checkReadable() throws(ConnLogError) {
         let table = "\(root)/net/tcp"
@@ -87,7 +98,7 @@ public final class ProcSource {
     }
 
     /// The network namespace's inode, from the `net:[N]` link at `self/ns/net` (or `ns/net` under `/proc/<pid>`).
-    func namespaceID() throws(ConnLogError) -> UInt64 {
+    public func namespaceID() throws(ConnLogError) -> UInt64 {
         let candidates = ["\(root)/self/ns/net", "\(root)/ns/net"]
         for path in candidates {
             guard let target = FileReading.link(path) else { continue }

@@ -21,6 +21,14 @@ final class ProcessOwners {
         self.processRoot = processRoot
     }
 
+    /// Remembers owners found by an earlier run (`collect --once` from cron starts with an
+    /// empty cache otherwise, and would walk every process's descriptors every minute).
+    /// Inodes recorded without an owner are looked up again: that run may have had `--no-processes`.
+    func seed(owners: [UInt64: ProcessOwner]) {
+        known.merge(owners) { current, _ in current }
+        socketHolders.formUnion(owners.values.map(\.pid))
+    }
+
     /// Owners of the given inodes (those that could be found), looking up only new ones.
     func owners(of inodes: Set<UInt64>) -> [UInt64: ProcessOwner] {
         var wanted = inodes.subtracting(known.keys).subtracting(unattributable)

@@ -84,9 +84,11 @@ public struct Tracker: Sendable {
 
     /// Diffs `snapshot` against the previous sample.
     ///
+    /// - Parameter slack: milliseconds the previous sample itself took in a running loop; a
+    ///   sample late because its predecessor overran the interval is not a gap.
     /// - Parameter expectedInterval: the expected spacing of samples in milliseconds; a pause
     ///   longer than twice this is a gap, and what closed inside it is `unobserved`.
-    public mutating func apply(_ snapshot: Snapshot, expectedInterval: Int64) -> SampleDiff {
+    public mutating func apply(_ snapshot: Snapshot, expectedInterval: Int64, slack: Int64 = 0) -> SampleDiff {
         var diff = SampleDiff(at: snapshot.at, after: state.last?.at)
         let (sightings, positions) = deduplicate(snapshot.sightings)
         diff.sockets = sightings.count
@@ -94,7 +96,7 @@ public struct Tracker: Sendable {
         if let last = state.last {
             if last.bootID != snapshot.bootID {
                 diff.windowStart = .reboot
-            } else if snapshot.at - last.at > 2 * expectedInterval || snapshot.at < last.at {
+            } else if snapshot.at - last.at > 2 * expectedInterval + slack || snapshot.at < last.at {
                 diff.windowStart = .gap
             } else if last.interval != expectedInterval {
                 diff.windowStart = .interval
