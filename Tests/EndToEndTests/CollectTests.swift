@@ -132,16 +132,6 @@ struct CollectTests {
         try collectOnce()
     }
 
-    @Test func durationStopsTheLoopOnItsOwn() throws {
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let outcome = try run(["collect", "--interval", "100ms", "--duration", "1s", "--db", db])
-        #expect(outcome.status == 0)
-        let samples = Int(try query(db, "SELECT count(*) FROM samples").first?.first ?? "0") ?? 0
-        // About ten; fewer when the machine is loaded and samples overrun their ticks.
-        #expect((2...11).contains(samples))
-        #expect(try query(db, "SELECT count(*), min(start_reason) FROM windows") == [["1", "first"]])
-    }
-
     @Test func statusDescribesWhatWasRecorded() throws {
         defer { try? FileManager.default.removeItem(at: directory) }
         let listener = try listenIPv6()
