@@ -88,7 +88,8 @@ CREATE TABLE samples (
     malformed INTEGER NOT NULL,        -- table lines skipped because they did not parse
     resets INTEGER,                    -- R: Tcp EstabResets delta since `after`; NULL when unknown
     reset_candidates INTEGER NOT NULL, -- V: connections that left ESTABLISHED/CLOSE_WAIT straight to gone
-    read_us INTEGER NOT NULL           -- microseconds spent reading the tables
+    read_us INTEGER NOT NULL,          -- microseconds spent reading the tables
+    attributed INTEGER NOT NULL        -- 1 when sockets were attributed to processes (not --no-processes)
 );
 CREATE INDEX samples_by_time ON samples(at);
 CREATE INDEX samples_by_window ON samples(window_id);
@@ -223,7 +224,7 @@ SELECT sa.id,
        sa.window_id,
        strftime('%Y-%m-%dT%H:%M:%fZ', sa.at / 1000.0, 'unixepoch') AS at,
        strftime('%Y-%m-%dT%H:%M:%fZ', sa.after / 1000.0, 'unixepoch') AS after,
-       sa.sockets, sa.malformed, sa.resets, sa.reset_candidates, sa.read_us
+       sa.sockets, sa.malformed, sa.resets, sa.reset_candidates, sa.read_us, sa.attributed
 FROM samples sa
 JOIN windows w ON w.id = sa.window_id
 JOIN namespaces n ON n.id = w.namespace_id;

@@ -80,7 +80,8 @@ public final class Recorder {
                 diff,
                 context: Store.SampleContext(
                     namespace: snapshot.namespace, bootID: snapshot.bootID, windowID: windowID, interval: options.interval,
-                    malformedLines: snapshot.malformedLines, readMicroseconds: snapshot.readMicroseconds))
+                    malformedLines: snapshot.malformedLines, readMicroseconds: snapshot.readMicroseconds,
+                    attributed: snapshot.attributed))
         } catch {
             // The database is the truth: start again from what it holds.
             tracker = nil
@@ -100,7 +101,7 @@ public final class Recorder {
         tracker = Tracker(state: position.tracker)
         windowID = position.windowID
         self.namespace = namespace
-        source.rememberOwners(of: position.tracker.open.values)
+        source.rememberOwners(of: position.tracker.open.values, withoutOwners: position.lastSampleAttributed)
     }
 
     /// Prunes history older than `options.retain`, at most once a minute, a bounded amount per call.

@@ -84,12 +84,14 @@ public struct Snapshot: Sendable {
     public var malformedLines: Int
     /// Owners of socket inodes, for the inodes that could be attributed.
     public var owners: [UInt64: ProcessOwner]
+    /// Whether process attribution ran (false with `--no-processes`).
+    public var attributed: Bool
     /// Time spent reading and parsing, in microseconds.
     public var readMicroseconds: Int64
 
     public init(
         at: Int64, namespace: UInt64, bootID: String, sightings: [Sighting], counters: [String: Int64] = [:],
-        malformedLines: Int = 0, owners: [UInt64: ProcessOwner] = [:], readMicroseconds: Int64 = 0
+        malformedLines: Int = 0, owners: [UInt64: ProcessOwner] = [:], attributed: Bool = false, readMicroseconds: Int64 = 0
     ) {
         self.at = at
         self.namespace = namespace
@@ -98,6 +100,7 @@ public struct Snapshot: Sendable {
         self.counters = counters
         self.malformedLines = malformedLines
         self.owners = owners
+        self.attributed = attributed
         self.readMicroseconds = readMicroseconds
     }
 

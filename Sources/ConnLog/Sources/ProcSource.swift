@@ -36,13 +36,21 @@ public final class ProcSource {
 
     /// Tells process attribution which sockets an earlier run already attributed, so that only
     /// new inodes are looked up.
-    public func rememberOwners(of connections: some Sequence<TrackedConnection>) {
+    ///
+    /// - Parameter withoutOwners: whether the earlier run looked for owners, so that sockets it
+    ///   recorded without one are not owned by any process this user can see.
+    public func rememberOwners(of connections: some Sequence<TrackedConnection>, withoutOwners: Bool) {
         guard let owners else { return }
         var known: [UInt64: ProcessOwner] = [:]
+        var unowned: Set<UInt64> = []
         for connection in connections where connection.inode != 0 {
-            if let owner = connection.owner { known[connection.inode] = owner }
+            if let owner = connection.owner {
+                known[connection.inode] = owner
+            } else if withoutOwners {
+                unowned.insert(connection.inode)
+            }
         }
-        owners.seed(owners: known)
+        owners.seed(owners: known, unattributable: unowned)
     }
 
     /// Checks that the tables, boot id and namespace id can be read, without taking a sample.
@@ -74,7 +82,8 @@ public final class ProcSource {
         }
         return Snapshot(
             at: at, namespace: try namespaceID(), bootID: try bootID(), sightings: sightings,
-            counters: counters, malformedLines: malformed, owners: attributed, readMicroseconds: readTime)
+            counters: counters, malformedLines: malformed, owners: attributed, attributed: owners != nil,
+            readMicroseconds: readTime)
     }
 
     private func readTable(_ path: String, family: UInt8, required: Bool) throws(ConnLogError) -> Int {

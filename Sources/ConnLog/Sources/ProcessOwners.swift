@@ -23,9 +23,11 @@ final class ProcessOwners {
 
     /// Remembers owners found by an earlier run (`collect --once` from cron starts with an
     /// empty cache otherwise, and would walk every process's descriptors every minute).
-    /// Inodes recorded without an owner are looked up again: that run may have had `--no-processes`.
-    func seed(owners: [UInt64: ProcessOwner]) {
+    /// Without them, one socket no visible process holds would make every cron run walk every
+    /// descriptor of every process again.
+    func seed(owners: [UInt64: ProcessOwner], unattributable inodes: Set<UInt64>) {
         known.merge(owners) { current, _ in current }
+        unattributable.formUnion(inodes.subtracting(known.keys))
         socketHolders.formUnion(owners.values.map(\.pid))
     }
 

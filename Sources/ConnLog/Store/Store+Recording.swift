@@ -5,6 +5,8 @@ extension Store {
         public var tracker: Tracker.State
         /// The namespace's latest observation window, if any.
         public var windowID: Int64?
+        /// Whether the namespace's last sample attributed sockets to processes.
+        public var lastSampleAttributed: Bool = false
     }
 
     /// Everything the differ needs to continue the namespace's history after a restart:
@@ -32,6 +34,7 @@ extension Store {
         let bootID = window.text(1)
         let interval = window.int64(3)
         let lastAt = try database.scalarInt("SELECT at FROM samples WHERE id = ?", [.integer(lastSample)]) ?? 0
+        let attributed = try database.scalarInt("SELECT attributed FROM samples WHERE id = ?", [.integer(lastSample)]) == 1
 
         var counters: [String: Int64] = [:]
         var names: [(Int64, String)] = []
@@ -55,7 +58,7 @@ extension Store {
 
         return Position(
             tracker: Tracker.State(open: open, justClosed: justClosed, last: (lastAt, bootID, counters, interval), nextID: nextID),
-            windowID: windowID)
+            windowID: windowID, lastSampleAttributed: attributed)
     }
 
     private func loadConnections(where condition: String, _ values: [SQLValue], _ body: (TrackedConnection) -> Void) throws {
@@ -104,10 +107,12 @@ extension Store {
         public var source: String
         public var malformedLines: Int
         public var readMicroseconds: Int64
+        /// Whether sockets were attributed to processes in this sample.
+        public var attributed: Bool
 
         public init(
             namespace: UInt64, bootID: String, windowID: Int64?, interval: Int64, source: String = "proc",
-            malformedLines: Int = 0, readMicroseconds: Int64 = 0
+            malformedLines: Int = 0, readMicroseconds: Int64 = 0, attributed: Bool = false
         ) {
             self.namespace = namespace
             self.bootID = bootID
@@ -116,6 +121,7 @@ extension Store {
             self.source = source
             self.malformedLines = malformedLines
             self.readMicroseconds = readMicroseconds
+            self.attributed = attributed
         }
     }
 
@@ -156,13 +162,13 @@ extension Store {
 
         try database.cached(
             """
-            INSERT INTO samples (window_id, at, after, sockets, malformed, resets, reset_candidates, read_us)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO samples (window_id, at, after, sockets, malformed, resets, reset_candidates, read_us, attributed)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
             """
         ).run([
             .integer(windowID), .integer(diff.at), SQLValue(diff.after), .integer(Int64(diff.sockets)),
             .integer(Int64(context.malformedLines)), SQLValue(diff.resets), .integer(Int64(diff.resetCandidates)),
-            .integer(context.readMicroseconds),
+            .integer(context.readMicroseconds), .integer(context.attributed ? 1 : 0),
         ])
         let sampleID = database.lastInsertRowID
 
