@@ -23,7 +23,7 @@ extension Store {
             """
             SELECT w.id, b.boot_id, (SELECT max(id) FROM samples WHERE window_id = w.id), w.interval_ms
             FROM windows w JOIN boots b ON b.id = w.boot_id
-            WHERE w.namespace_id = ? ORDER BY w.started_at DESC, w.id DESC LIMIT 1
+            WHERE w.namespace_id = ? ORDER BY w.id DESC LIMIT 1
             """)
         defer { window.reset() }
         try window.bind(namespaceID, at: 1)

@@ -51,7 +51,7 @@ extension Store {
         }
         var interval: Int64?
         var source: String?
-        try database.forEach("SELECT interval_ms, source FROM windows ORDER BY ended_at DESC LIMIT 1") {
+        try database.forEach("SELECT interval_ms, source FROM windows ORDER BY id DESC LIMIT 1") {
             interval = $0.int64(0)
             source = $0.text(1)
         }
