@@ -22,9 +22,10 @@ INSERT INTO end_reasons (code, name, meaning) VALUES
     (3, 'reset', 'left ESTABLISHED or CLOSE_WAIT straight to gone, and Tcp EstabResets confirms an abort'),
     (4, 'vanished', 'left ESTABLISHED straight to gone while EstabResets did not move: a graceful close too quick to sample'),
     (5, 'ambiguous', 'left ESTABLISHED or CLOSE_WAIT straight to gone where EstabResets cannot tell which ones were resets, or last seen in CLOSE'),
-    (6, 'failed_connect', 'left SYN_SENT (or an inbound SYN_RECV) without ever being ESTABLISHED'),
+    (6, 'failed_connect', 'left SYN_SENT without ever being ESTABLISHED: an outbound connect refused or timed out'),
     (7, 'unobserved', 'closed while nothing was recording: inside a gap, or across a reboot'),
-    (8, 'listen_closed', 'a listening socket went away');
+    (8, 'listen_closed', 'a listening socket went away'),
+    (9, 'failed_handshake', 'left SYN_RECV without ever being ESTABLISHED: an inbound handshake that never completed');
 
 CREATE TABLE directions (
     code INTEGER PRIMARY KEY,

@@ -33,6 +33,8 @@ public final class Recorder {
         public var opened: Int
         public var closed: Int
         public var malformedLines: Int
+        /// What could not be read but did not stop the sample, one sentence each.
+        public var problems: [String]
         public var windowStart: WindowStart?
         /// Reading and parsing the tables, in microseconds.
         public var readMicroseconds: Int64
@@ -48,8 +50,9 @@ public final class Recorder {
     private var namespace: UInt64?
     private var windowID: Int64?
     private var lastPrune: Int64 = 0
-    /// How long this process's previous sample took; 0 before its first.
-    private var previousSampleMilliseconds: Int64 = 0
+    /// How long the loop was busy (sampling and pruning) before the current sample started, in
+    /// milliseconds: a sample late by that much is not a gap. 0 outside a loop.
+    private var busyMilliseconds: Int64 = 0
 
     /// Checks the proc filesystem, takes the database's collector lock, then opens (creating or
     /// upgrading) the database; nothing is created when the proc filesystem cannot be read.
@@ -74,7 +77,7 @@ public final class Recorder {
             // `/proc/<pid>` whose process moved to another namespace: continue that one's history.
             try resume(namespace: snapshot.namespace)
         }
-        let diff = tracker!.apply(snapshot, expectedInterval: options.interval, slack: previousSampleMilliseconds)
+        let diff = tracker!.apply(snapshot, expectedInterval: options.interval, slack: busyMilliseconds)
         do {
             windowID = try store.record(
                 diff,
@@ -88,10 +91,10 @@ public final class Recorder {
             throw error
         }
         let total = (FileReading.monotonicNanoseconds() - started) / 1000
-        previousSampleMilliseconds = total / 1000
         return SampleSummary(
             at: snapshot.at, sockets: diff.sockets, events: diff.events.count, opened: diff.opened.count,
-            closed: diff.closed.count, malformedLines: snapshot.malformedLines, windowStart: diff.windowStart,
+            closed: diff.closed.count, malformedLines: snapshot.malformedLines, problems: snapshot.problems,
+            windowStart: diff.windowStart,
             readMicroseconds: snapshot.readMicroseconds, totalMicroseconds: total)
     }
 
@@ -104,12 +107,24 @@ public final class Recorder {
         source.rememberOwners(of: position.tracker.open.values, withoutOwners: position.lastSampleAttributed)
     }
 
-    /// Prunes history older than `options.retain`, at most once a minute, a bounded amount per call.
-    public func pruneIfDue(now: Int64) throws {
+    /// Prunes history older than `options.retain`, at most once a minute, for at most
+    /// `budget` milliseconds: a large backlog is worked off over several samples.
+    public func pruneIfDue(now: Int64, budget: Int64) throws {
         guard let retain = options.retain, now - lastPrune >= 60_000 else { return }
-        // Ten batches a sample at most: a large backlog is worked off over several samples.
-        let result = try store.prune(before: now - retain, maxBatches: 10)
+        let result = try store.prune(before: now - retain, until: FileReading.monotonicNanoseconds() + budget * 1_000_000)
         if !result.more { lastPrune = now }
+    }
+
+    /// How a sampling loop ended.
+    public struct RunOutcome: Sendable {
+        /// Samples recorded.
+        public var samples: Int
+        /// Samples that failed (and were not recorded).
+        public var failures: Int
+        /// Whether the last attempt failed.
+        public var lastFailed: Bool
+        /// Whether a stop signal ended the loop (rather than `duration`).
+        public var stoppedBySignal: Bool
     }
 
     /// Samples every `options.interval` until `duration` (milliseconds) has passed or one of
@@ -120,12 +135,11 @@ public final class Recorder {
     /// and sampling goes on.
     ///
     /// - Parameter onSample: called after each recorded sample.
-    /// - Returns: the number of samples recorded.
     @discardableResult
     public func run(
         duration: Int64?, stopSignals: [Int32] = [SIGINT, SIGTERM], log: @escaping (String) -> Void,
         onSample: (SampleSummary) -> Void = { _ in }
-    ) -> Int {
+    ) -> RunOutcome {
         var signals = sigset_t()
         sigemptyset(&signals)
         for signal in stopSignals { sigaddset(&signals, signal) }
@@ -138,24 +152,29 @@ public final class Recorder {
         var failures = RateLimitedLog(log)
         var warnings = RateLimitedLog(log)
         var tick: Int64 = 0
-        var recorded = 0
+        var outcome = RunOutcome(samples: 0, failures: 0, lastFailed: false, stoppedBySignal: false)
+        defer { busyMilliseconds = 0 }
         let run = try? store.collectorStarted(
             mode: "loop", interval: options.interval, procRoot: options.procRoot, at: FileReading.wallClockMilliseconds())
         defer { if let run { try? store.collectorStopped(run, at: FileReading.wallClockMilliseconds()) } }
         while true {
+            let began = FileReading.monotonicNanoseconds()
             do {
                 let summary = try recordSample()
-                recorded += 1
+                outcome.samples += 1
+                outcome.lastFailed = false
                 onSample(summary)
-                if summary.malformedLines > 0 {
-                    warnings.report("skipped \(summary.malformedLines) malformed lines in \(options.procRoot)/net/tcp*")
-                }
-                try pruneIfDue(now: summary.at)
+                for problem in summary.problems { warnings.report(problem) }
+                // Pruning gets half an interval, so it never makes the next sample late.
+                try pruneIfDue(now: summary.at, budget: max(1, options.interval / 2))
                 failures.recovered()
             } catch {
+                outcome.failures += 1
+                outcome.lastFailed = true
                 failures.report("sample failed: \(error)")
             }
             let now = FileReading.monotonicNanoseconds()
+            busyMilliseconds = (now - began) / 1_000_000
             tick += 1
             var next = start + tick * intervalNanoseconds
             if next <= now {
@@ -165,9 +184,12 @@ public final class Recorder {
                 warnings.report("a sample took longer than the interval; skipped \(missed) tick(s)")
             }
             if let end, next > end { break }
-            if Self.wait(for: signals, nanoseconds: next - now) { break }
+            if Self.wait(for: signals, nanoseconds: next - now) {
+                outcome.stoppedBySignal = true
+                break
+            }
         }
-        return recorded
+        return outcome
     }
 
     /// Waits up to `nanoseconds` for one of `signals`; true if one arrived.
@@ -189,30 +211,34 @@ public final class Recorder {
 @available(*, unavailable)
 extension Recorder: Sendable {}
 
-/// Logs a problem once, then again only when it changes or a minute has passed, with a count.
+/// Logs each kind of problem once a minute at most, saying how often it recurred meanwhile.
+///
+/// Messages that differ only in their numbers ("skipped 3 malformed lines", "skipped 4 ...")
+/// are one kind.
 struct RateLimitedLog {
     private let sink: (String) -> Void
-    private var lastMessage: String?
-    private var lastLogged: Int64 = 0
-    private var suppressed = 0
+    private var entries: [String: (logged: Int64, suppressed: Int)] = [:]
+    private var failures = 0
 
     init(_ sink: @escaping (String) -> Void) { self.sink = sink }
 
     mutating func report(_ message: String) {
+        failures += 1
+        let kind = String(message.filter { !$0.isNumber })
         let now = FileReading.monotonicNanoseconds()
-        if message == lastMessage && now - lastLogged < 60_000_000_000 {
-            suppressed += 1
+        if let entry = entries[kind], now - entry.logged < 60_000_000_000 {
+            entries[kind]?.suppressed += 1
             return
         }
-        sink(suppressed > 0 ? "\(message) (and \(suppressed) more times)" : message)
-        lastMessage = message
-        lastLogged = now
-        suppressed = 0
+        let repeats = entries[kind]?.suppressed ?? 0
+        sink(repeats > 0 ? "\(message) (and \(repeats) more times in the last minute)" : message)
+        entries[kind] = (now, 0)
     }
 
+    /// After failures, says that things work again.
     mutating func recovered() {
-        if lastMessage != nil && suppressed > 0 { sink("recovered after \(suppressed + 1) failures") }
-        lastMessage = nil
-        suppressed = 0
+        if failures > 0 { sink("recovered after \(failures) failed sample\(failures == 1 ? "" : "s")") }
+        failures = 0
+        entries.removeAll()
     }
 }

@@ -72,19 +72,24 @@ struct CollectCommand: ParsableCommand {
         if once {
             let summary = try recorder.recordSample()
             if verbose { warn(describe(summary)) }
-            if summary.malformedLines > 0 {
-                warn("skipped \(summary.malformedLines) malformed lines in \(procRoot)/net/tcp*")
-            }
-            try recorder.pruneIfDue(now: summary.at)
+            for problem in summary.problems { warn(problem) }
+            // A cron run has the rest of its minute; a backlog is worked off over several runs.
+            try recorder.pruneIfDue(now: summary.at, budget: 5000)
             return
         }
         if verbose {
             warn("collecting into \(database.path) every \(TimeText.duration(spacing)); stop with Ctrl-C or SIGTERM")
         }
-        let samples = recorder.run(duration: duration?.milliseconds, log: { warn($0) }) { summary in
+        let outcome = recorder.run(duration: duration?.milliseconds, log: { warn($0) }) { summary in
             if verbose { warn(describe(summary)) }
         }
-        if verbose { warn("stopped after \(samples) samples") }
+        if verbose { warn("stopped after \(outcome.samples) samples (\(outcome.failures) failed)") }
+        // A signal is the normal way to stop a sidecar; a run that ends on --duration with its
+        // last sample failed did not do its job.
+        if !outcome.stoppedBySignal && (outcome.lastFailed || outcome.samples == 0) {
+            throw ConnLogError(
+                "the last sample failed (\(outcome.failures) of \(outcome.samples + outcome.failures) failed); see the messages above")
+        }
     }
 
     private func milliseconds(_ microseconds: Int64) -> String {

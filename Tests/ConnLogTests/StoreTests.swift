@@ -186,6 +186,64 @@ struct StoreTests {
         #expect(try store.database.scalarInt("SELECT count(*) FROM connections") == 1)
     }
 
+    @Test func aWithdrawnCloseIsRevisedInTheDatabaseAcrossRuns() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let a = key(40000, 443)
+        let b = key(40001, 443)
+        do {
+            let store = try Store(path: path, access: .write)
+            try record(
+                [
+                    snapshot(at: 0, [socket(a, .established, inode: 1), socket(b, .established, inode: 2)]),
+                    snapshot(at: 1, [], resets: 1),
+                ], into: store)
+        }
+        let store = try Store(path: path, access: .write)
+        let diffs = try record([snapshot(at: 2, [socket(a, .established, inode: 1)], resets: 1)], into: store)
+        #expect(diffs[0].reopened == [1])
+        var rows: [String] = []
+        try store.database.forEach("SELECT id, COALESCE(end_reason, 'open') FROM connections_v ORDER BY id") { row in
+            rows.append("\(row.int(0)) \(row.text(1))")
+        }
+        #expect(rows == ["1 open", "2 reset"])
+        #expect(try store.database.scalarInt("SELECT reset_candidates FROM samples ORDER BY id LIMIT 1 OFFSET 1") == 1)
+    }
+
+    @Test func nothingComesBackFromBeforeAReboot() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let client = key(40000, 443)
+        do {
+            let store = try Store(path: path, access: .write)
+            var rebooted = snapshot(at: 1, [])
+            rebooted.bootID = "boot-2"
+            try record([snapshot(at: 0, [socket(client, .established, inode: 7)]), rebooted], into: store)
+        }
+        var again = snapshot(at: 2, [socket(client, .established, inode: 7)])
+        again.bootID = "boot-2"
+        let store = try Store(path: path, access: .write)
+        let diffs = try record([again], into: store)
+        #expect(diffs[0].reopened.isEmpty)
+        #expect(diffs[0].opened.map(\.id) == [2])
+        #expect(try store.database.scalarText("SELECT end_reason FROM connections_v WHERE id = 1") == "unobserved")
+    }
+
+    @Test func migrationsApplyInOrderKeepDataAndRollBackWhole() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let one = Migration(version: 1, name: "one", sql: "CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);")
+        let two = Migration(version: 2, name: "two", sql: "ALTER TABLE t ADD COLUMN y TEXT DEFAULT 'kept';")
+        let broken = Migration(version: 3, name: "broken", sql: "CREATE TABLE u (z INTEGER); INSERT INTO nowhere VALUES (1);")
+        let database = try Database(path: path, mode: .readWrite(create: true))
+        try database.migrate([one])
+        try database.execute("INSERT INTO t VALUES (2)")
+        try database.migrate([one, two])
+        #expect(try database.userVersion() == 2)
+        #expect(try database.scalarInt("SELECT count(*) FROM t WHERE y = 'kept'") == 2)
+        #expect(throws: SQLiteError.self) { try database.migrate([one, two, broken]) }
+        // The failed migration left nothing behind: no table u, version still 2.
+        #expect(try database.userVersion() == 2)
+        #expect(try database.scalarInt("SELECT count(*) FROM sqlite_master WHERE name = 'u'") == 0)
+    }
+
     @Test func countersAreStoredSparsely() throws {
         defer { try? FileManager.default.removeItem(at: directory) }
         let store = try Store(path: path, access: .write)

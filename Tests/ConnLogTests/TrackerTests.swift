@@ -260,6 +260,61 @@ struct TrackerTests {
         #expect(d.tracker.state.open[client]?.id == 1)
     }
 
+    @Test func aWithdrawnCloseRevisesThePreviousSamplesResetAttribution() {
+        var d = Driver()
+        let other = key(40001, 5432)
+        _ = d.sample([socket(client, .established, inode: 1), socket(other, .established, inode: 2)])
+        // One read misses `client` while `other` really goes, with one reset counted: R = 1, V = 2.
+        let missed = d.sample([], resetsSince: 1)
+        #expect(missed.closed.map(\.reason) == [.ambiguous, .ambiguous])
+        let back = d.sample([socket(client, .established, inode: 1)])
+        #expect(back.reopened == [1])
+        // Only `other` left ESTABLISHED straight to gone, and the one reset was its.
+        #expect(back.revisedPreviousCandidates == 1)
+        #expect(back.revisedReasons.map(\.connection) == [2])
+        #expect(back.revisedReasons.map(\.reason) == [.reset])
+    }
+
+    @Test func aMissedSocketBackWithoutItsInodeInAClosingStateIsTheSame() {
+        var d = Driver()
+        _ = d.sample([socket(client, .established, inode: 101)])
+        _ = d.sample([])
+        let back = d.sample([socket(client, .finWait2, inode: 0)])
+        #expect(back.reopened == [1])
+        #expect(back.opened.isEmpty)
+        #expect(back.events == [.state(connection: 1, from: .established, to: .finWait2)])
+    }
+
+    @Test func aNewTimeWaitOnAnExpiredOnesKeyIsANewConnection() {
+        var d = Driver()
+        _ = d.sample([socket(client, .established)])
+        _ = d.sample([socket(client, .timeWait, timer: 3, ticks: 100)])  // one second left
+        #expect(Driver.reason(d.sample([])) == .activeClose)
+        // The same 4-tuple, freshly in TIME_WAIT: a new connection, not the old one taken back.
+        let again = d.sample([socket(client, .timeWait, timer: 3, ticks: 5990)])
+        #expect(again.reopened.isEmpty)
+        #expect(again.opened.map(\.id) == [2])
+    }
+
+    @Test func aTimeWaitMissedByOneReadIsTakenBack() {
+        var d = Driver()
+        _ = d.sample([socket(client, .established)])
+        _ = d.sample([socket(client, .timeWait, timer: 3, ticks: 5950)])  // entered 0.5 s ago
+        _ = d.sample([])
+        let back = d.sample([socket(client, .timeWait, timer: 3, ticks: 5750)])  // 2 s later: the same entry
+        #expect(back.reopened == [1])
+    }
+
+    @Test func synReceivedNeverEstablishedIsAFailedHandshake() {
+        var d = Driver()
+        let listener = SocketKey(local: Endpoint(address: .ipv4Any, port: 5432), remote: Endpoint(address: .ipv4Any, port: 0))
+        let inbound = key(5432, 41000, remote: "127.0.0.9")
+        _ = d.sample([socket(listener, .listen, inode: 1), socket(inbound, .synReceived, inode: 0)])
+        let gone = d.sample([socket(listener, .listen, inode: 1)], resetsSince: 2)
+        #expect(Driver.reason(gone) == .failedHandshake)
+        #expect(gone.resetCandidates == 0)
+    }
+
     @Test func directionFollowsTheListeningPorts() {
         var d = Driver()
         let listener = SocketKey(local: Endpoint(address: .ipv4Any, port: 5432), remote: Endpoint(address: .ipv4Any, port: 0))

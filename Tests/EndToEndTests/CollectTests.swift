@@ -91,6 +91,10 @@ struct CollectTests {
             try query(db, "SELECT time_wait_at FROM connections WHERE id = ?", [.text(waiting.first?[0] ?? "0")]).first.flatMap {
                 Int64($0[0])
             } ?? 0
+        // Between the sample that saw it ESTABLISHED and the one that saw it in TIME_WAIT.
+        let sampled = try query(db, "SELECT min(at), max(at) FROM samples").first.map { $0.compactMap { Int64($0) } } ?? []
+        #expect(sampled.count == 2)
+        #expect(entered > (sampled.first ?? .max) && entered <= (sampled.last ?? 0))
         #expect(entered >= before - 1000)
 
         // TIME_WAIT lasts 60 s on Linux; the third run, another process, sees it gone.

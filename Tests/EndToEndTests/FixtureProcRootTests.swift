@@ -103,6 +103,63 @@ struct FixtureProcRootTests {
         #expect(try query(db, "SELECT count(*), min(start_reason) FROM windows") == [["1", "first"]])
     }
 
+    @Test func aFailedCommitIsRetriedFromWhatTheDatabaseHolds() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let proc = try FakeProc(in: directory)
+        try proc.table([FakeProc.listener, FakeProc.established])
+        let recorder = try Recorder(databasePath: db, options: .init(procRoot: proc.root.path, attributeProcesses: false))
+        try recorder.recordSample()
+        let other = try Database(path: db, mode: .readWrite(create: false))
+        try other.execute(
+            "CREATE TRIGGER no_close BEFORE INSERT ON events WHEN NEW.kind = 3 BEGIN SELECT RAISE(ABORT, 'disk trouble'); END")
+        try proc.table([FakeProc.listener])
+        #expect(throws: ConnLogError.self) { try recorder.recordSample() }
+        try other.execute("DROP TRIGGER no_close")
+        // The recorder must not believe the failed sample happened: the close is recorded now.
+        try recorder.recordSample()
+        #expect(try query(db, "SELECT id, end_reason FROM connections_v ORDER BY id") == [["1", "NULL"], ["2", "vanished"]])
+        #expect(try query(db, "SELECT count(*) FROM events WHERE kind = 3") == [["1"]])
+        #expect(try query(db, "SELECT count(*) FROM samples") == [["2"]])
+    }
+
+    @Test func aMissingCounterFileIsReportedNotFatal() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let proc = try FakeProc(in: directory)
+        try proc.table([FakeProc.established])
+        try FileManager.default.removeItem(at: proc.root.appendingPathComponent("net/snmp"))
+        let outcome = try run(["collect", "--once", "--db", db, "--proc-root", proc.root.path])
+        #expect(outcome.status == 0)
+        #expect(outcome.stderr.contains("cannot read Tcp EstabResets from \(proc.root.path)/net/snmp"))
+        #expect(try query(db, "SELECT count(*) FROM samples") == [["1"]])
+    }
+
+    @Test func aLoopWhoseLastSampleFailedExitsNonZero() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let proc = try FakeProc(in: directory)
+        try proc.table([FakeProc.listener])
+        let collector = try start(["collect", "--interval", "100ms", "--duration", "2s", "--db", db, "--proc-root", proc.root.path])
+        #expect(waitUntil(seconds: 20) { (Int((try? query(db, "SELECT count(*) FROM samples"))?.first?.first ?? "0") ?? 0) >= 1 })
+        try FileManager.default.removeItem(at: proc.root.appendingPathComponent("net/tcp"))
+        let outcome = collector.finish()
+        #expect(outcome.status == 1)
+        #expect(outcome.stderr.contains("the last sample failed"))
+    }
+
+    @Test func theLockHoldsThroughASymbolicLink() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let proc = try FakeProc(in: directory)
+        try proc.table([FakeProc.listener])
+        let collector = try start(["collect", "--interval", "100ms", "--db", db, "--proc-root", proc.root.path])
+        #expect(waitUntil(seconds: 20) { CollectorLock.holder(databasePath: db) == collector.process.processIdentifier })
+        let link = directory.appendingPathComponent("link.db").path
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: db)
+        let second = try run(["collect", "--once", "--db", link, "--proc-root", proc.root.path])
+        #expect(second.status == 1)
+        #expect(second.stderr.contains("already recording"))
+        collector.signal(SIGTERM)
+        #expect(collector.finish().status == 0)
+    }
+
     @Test func troubleIsLoggedOnceNotPerSample() throws {
         defer { try? FileManager.default.removeItem(at: directory) }
         let proc = try FakeProc(in: directory)

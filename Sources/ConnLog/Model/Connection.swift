@@ -10,12 +10,15 @@ public enum EndReason: Int, Sendable, CaseIterable, CustomStringConvertible {
     case vanished = 4
     /// Left ESTABLISHED straight to gone in a window where `EstabResets` cannot tell which were resets.
     case ambiguous = 5
-    /// Left SYN_SENT (or an inbound SYN_RECV) without ever being ESTABLISHED.
+    /// Left SYN_SENT without ever being ESTABLISHED: an outbound connect refused or timed out.
     case failedConnect = 6
     /// Closed while nothing was recording: inside a gap, or across a reboot.
     case unobserved = 7
     /// A listening socket went away.
     case listenClosed = 8
+    /// Left SYN_RECV without ever being ESTABLISHED: an inbound handshake that never completed
+    /// (the client gave up, the accept queue overflowed, a SYN flood).
+    case failedHandshake = 9
 
     /// The name used in the database, the CLI and exports: `active_close`, `reset`, ...
     public var name: String {
@@ -28,6 +31,7 @@ public enum EndReason: Int, Sendable, CaseIterable, CustomStringConvertible {
         case .failedConnect: "failed_connect"
         case .unobserved: "unobserved"
         case .listenClosed: "listen_closed"
+        case .failedHandshake: "failed_handshake"
         }
     }
 

@@ -86,6 +86,8 @@ public struct Snapshot: Sendable {
     public var owners: [UInt64: ProcessOwner]
     /// Whether process attribution ran (false with `--no-processes`).
     public var attributed: Bool
+    /// What could not be read but did not stop the sample, one sentence each.
+    public var problems: [String] = []
     /// Time spent reading and parsing, in microseconds.
     public var readMicroseconds: Int64
 

@@ -73,17 +73,31 @@ public final class ProcSource {
         malformed += try readTable("\(root)/net/tcp6", family: 6, required: false)
         let readTime = (FileReading.monotonicNanoseconds() - started) / 1000
 
-        var counters = CounterParser.parse(FileReading.text("\(root)/net/snmp") ?? "", prefixes: ["Tcp"])
-        counters.merge(CounterParser.parse(FileReading.text("\(root)/net/netstat") ?? "", prefixes: ["TcpExt"])) { a, _ in a }
+        var problems: [String] = []
+        if malformed > 0 { problems.append("skipped \(malformed) malformed lines in \(root)/net/tcp and tcp6") }
+        var counters: [String: Int64] = [:]
+        if let snmp = FileReading.text("\(root)/net/snmp") {
+            counters = CounterParser.parse(snmp, prefixes: ["Tcp"])
+        }
+        if counters[Snapshot.estabResetsCounter] == nil {
+            problems.append("cannot read Tcp EstabResets from \(root)/net/snmp: abrupt closes are recorded as ambiguous")
+        }
+        if let netstat = FileReading.text("\(root)/net/netstat") {
+            counters.merge(CounterParser.parse(netstat, prefixes: ["TcpExt"])) { a, _ in a }
+        } else {
+            problems.append("cannot read \(root)/net/netstat: TcpExt counters are not recorded")
+        }
 
         var attributed: [UInt64: ProcessOwner] = [:]
         if let owners {
             attributed = owners.owners(of: Set(sightings.lazy.map(\.inode)))
         }
-        return Snapshot(
+        var snapshot = Snapshot(
             at: at, namespace: try namespaceID(), bootID: try bootID(), sightings: sightings,
             counters: counters, malformedLines: malformed, owners: attributed, attributed: owners != nil,
             readMicroseconds: readTime)
+        snapshot.problems = problems
+        return snapshot
     }
 
     private func readTable(_ path: String, family: UInt8, required: Bool) throws(ConnLogError) -> Int {

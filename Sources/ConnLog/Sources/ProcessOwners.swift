@@ -87,10 +87,15 @@ final class ProcessOwners {
                 return nil
             }
             var value: UInt64 = 0
+            // An inode is at most 20 digits; a longer "number" in a crafted proc-root is not one.
+            guard count - 1 - prefix.utf8.count <= 20 else { return nil }
             for index in prefix.utf8.count..<(count - 1) {
                 let byte = UInt8(bitPattern: buffer[index])
                 guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
-                value = value * 10 + UInt64(byte - UInt8(ascii: "0"))
+                let (times10, overflow1) = value.multipliedReportingOverflow(by: 10)
+                let (sum, overflow2) = times10.addingReportingOverflow(UInt64(byte - UInt8(ascii: "0")))
+                guard !overflow1 && !overflow2 else { return nil }
+                value = sum
             }
             return UInt8(bitPattern: buffer[count - 1]) == UInt8(ascii: "]") ? value : nil
         }

@@ -19,7 +19,7 @@ public final class CollectorLock {
 
     /// Takes the lock for the database at `databasePath`, or throws when another collector holds it.
     public init(databasePath: String) throws(ConnLogError) {
-        path = databasePath + ".lock"
+        path = Self.lockPath(for: databasePath)
         // Everything that can fail happens before `fd` is stored, so `deinit` only ever sees a held lock.
         fd = try Self.acquire(path, databasePath: databasePath)
         let text = Array("\(getpid())\n".utf8)
@@ -54,7 +54,7 @@ public final class CollectorLock {
 
     /// The pid of the collector recording into `databasePath`, or nil when none is.
     public static func holder(databasePath: String) -> Int32? {
-        let path = databasePath + ".lock"
+        let path = lockPath(for: databasePath)
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -64,6 +64,23 @@ public final class CollectorLock {
         let count = pread(fd, &buffer, buffer.count, 0)
         let text = count > 0 ? String(decoding: buffer[..<count], as: UTF8.self) : ""
         return Int32(text.filter(\.isNumber)) ?? -1
+    }
+
+    /// `<db>.lock` beside the database's real path, so that a symbolic link (or `./x.db` and
+    /// `/abs/x.db`) names the same lock. (A hard link to the database would not; do not make one.)
+    static func lockPath(for databasePath: String) -> String {
+        func resolved(_ path: String) -> String? {
+            guard let pointer = realpath(path, nil) else { return nil }
+            defer { free(pointer) }
+            return String(cString: pointer)
+        }
+        if let real = resolved(databasePath) { return real + ".lock" }
+        // Not created yet: resolve its directory.
+        let slash = databasePath.lastIndex(of: "/")
+        let directory = slash.map { String(databasePath[..<$0]) } ?? "."
+        let name = slash.map { String(databasePath[databasePath.index(after: $0)...]) } ?? databasePath
+        if let real = resolved(directory.isEmpty ? "/" : directory) { return real + "/" + name + ".lock" }
+        return databasePath + ".lock"
     }
 
     private static func request(type: Int16) -> flock {

@@ -21,7 +21,8 @@ extension Store {
         }
         let window = try database.cached(
             """
-            SELECT w.id, b.boot_id, (SELECT max(id) FROM samples WHERE window_id = w.id), w.interval_ms
+            SELECT w.id, b.boot_id, (SELECT max(id) FROM samples WHERE window_id = w.id), w.interval_ms,
+                   (SELECT min(id) FROM samples WHERE window_id = w.id), w.start_reason
             FROM windows w JOIN boots b ON b.id = w.boot_id
             WHERE w.namespace_id = ? ORDER BY w.id DESC LIMIT 1
             """)
@@ -33,8 +34,17 @@ extension Store {
         let windowID = window.int64(0)
         let bootID = window.text(1)
         let interval = window.int64(3)
-        let lastAt = try database.scalarInt("SELECT at FROM samples WHERE id = ?", [.integer(lastSample)]) ?? 0
-        let attributed = try database.scalarInt("SELECT attributed FROM samples WHERE id = ?", [.integer(lastSample)]) == 1
+        let firstSample = window.int64(4)
+        // The closes of a reboot's first sample belong to the old boot: nothing may come back from them.
+        let afterReboot = firstSample == lastSample && window.text(5) == WindowStart.reboot.rawValue
+        var lastAt: Int64 = 0
+        var lastResets: Int64?
+        var attributed = false
+        try database.forEach("SELECT at, resets, attributed FROM samples WHERE id = ?", [.integer(lastSample)]) {
+            lastAt = $0.int64(0)
+            lastResets = $0.optionalInt64(1)
+            attributed = $0.int(2) == 1
+        }
 
         var counters: [String: Int64] = [:]
         var names: [(Int64, String)] = []
@@ -43,30 +53,42 @@ extension Store {
             let value = try database.scalarInt(
                 """
                 SELECT c.value FROM counters c JOIN samples s ON s.id = c.sample_id
-                WHERE c.counter_id = ? AND c.sample_id <= ? AND s.window_id = ?
+                WHERE c.counter_id = ? AND c.sample_id BETWEEN ? AND ? AND s.window_id = ?
                 ORDER BY c.sample_id DESC LIMIT 1
-                """, [.integer(id), .integer(lastSample), .integer(windowID)])
+                """, [.integer(id), .integer(firstSample), .integer(lastSample), .integer(windowID)])
             if let value { counters[name] = value }
         }
 
         var open: [SocketKey: TrackedConnection] = [:]
-        try loadConnections(where: "c.namespace_id = ? AND c.closed_at IS NULL", [.integer(namespaceID)]) { open[$0.key] = $0 }
+        try loadConnections(where: "c.namespace_id = ? AND c.closed_at IS NULL", [.integer(namespaceID)]) { connection, _ in
+            open[connection.key] = connection
+        }
         var justClosed: [SocketKey: TrackedConnection] = [:]
-        try loadConnections(
-            where: "c.id IN (SELECT connection_id FROM events WHERE sample_id = ? AND kind = 3)", [.integer(lastSample)]
-        ) { justClosed[$0.key] = $0 }
+        var candidates: Set<Int64> = []
+        if !afterReboot {
+            try loadConnections(
+                where: "c.id IN (SELECT connection_id FROM events WHERE sample_id = ? AND kind = 3)", [.integer(lastSample)]
+            ) { connection, reason in
+                justClosed[connection.key] = connection
+                if reason != .unobserved && Tracker.isResetCandidate(connection) { candidates.insert(connection.id) }
+            }
+        }
 
         return Position(
-            tracker: Tracker.State(open: open, justClosed: justClosed, last: (lastAt, bootID, counters, interval), nextID: nextID),
+            tracker: Tracker.State(
+                open: open, justClosed: justClosed, last: (lastAt, bootID, counters, interval), nextID: nextID,
+                lastResets: lastResets, lastCandidates: candidates),
             windowID: windowID, lastSampleAttributed: attributed)
     }
 
-    private func loadConnections(where condition: String, _ values: [SQLValue], _ body: (TrackedConnection) -> Void) throws {
+    private func loadConnections(
+        where condition: String, _ values: [SQLValue], _ body: (TrackedConnection, EndReason?) -> Void
+    ) throws {
         try database.forEach(
             """
             SELECT c.id, la.bytes, c.local_port, ra.bytes, c.remote_port, c.state, c.states_seen, c.inode, c.uid,
                    c.direction, c.preexisting, c.first_seen, c.time_wait_at, c.max_retransmits, c.max_tx_queue,
-                   c.max_rx_queue, c.pid, p.name
+                   c.max_rx_queue, c.pid, p.name, c.end_reason
             FROM connections c
             JOIN addresses la ON la.id = c.local_address
             JOIN addresses ra ON ra.id = c.remote_address
@@ -92,7 +114,8 @@ extension Store {
                     firstSeen: row.int64(11), timeWaitAt: row.optionalInt64(12),
                     maxRetransmits: UInt32(truncatingIfNeeded: row.int64(13)),
                     maxTxQueue: UInt32(truncatingIfNeeded: row.int64(14)),
-                    maxRxQueue: UInt32(truncatingIfNeeded: row.int64(15)), owner: owner))
+                    maxRxQueue: UInt32(truncatingIfNeeded: row.int64(15)), owner: owner),
+                row.optionalInt64(18).flatMap { EndReason(rawValue: Int($0)) })
         }
     }
 
@@ -216,6 +239,20 @@ extension Store {
                 .integer(Int64(c.uid)), .integer(Int64(bitPattern: c.inode)), SQLValue(c.owner.map { Int64($0.pid) }),
                 SQLValue(try c.owner.map { try programID($0.program) }), .integer(c.id),
             ])
+        }
+
+        if let candidates = diff.revisedPreviousCandidates {
+            try database.cached(
+                """
+                UPDATE samples SET reset_candidates = ? WHERE id = (
+                    SELECT max(s.id) FROM samples s JOIN windows w ON w.id = s.window_id
+                    WHERE w.namespace_id = ? AND s.id < ?)
+                """
+            ).run([.integer(Int64(candidates)), .integer(namespaceID), .integer(sampleID)])
+            for (id, reason) in diff.revisedReasons {
+                try database.cached("UPDATE connections SET end_reason = ? WHERE id = ?")
+                    .run([.integer(Int64(reason.rawValue)), .integer(id)])
+            }
         }
 
         let close = try database.cached("UPDATE connections SET closed_at = ?, last_seen = ?, end_reason = ? WHERE id = ?")

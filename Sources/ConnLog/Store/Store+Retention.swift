@@ -10,8 +10,19 @@ extension Store {
     ///
     /// - Returns: rows deleted, and whether older history remains for a later call.
     @discardableResult
-    public func prune(before cutoff: Int64, batchSize: Int = 2000, maxBatches: Int = 50) throws -> (deleted: Int, more: Bool) {
-        guard let lastOldSample = try database.scalarInt("SELECT max(id) FROM samples WHERE at < ?", [.integer(cutoff)]) else {
+    /// - Parameter until: a monotonic deadline in nanoseconds (`CLOCK_MONOTONIC`) after which no
+    ///   new batch starts.
+    public func prune(
+        before cutoff: Int64, batchSize: Int = 2000, maxBatches: Int = 50, until deadline: Int64 = .max
+    ) throws -> (deleted: Int, more: Bool) {
+        // Everything before the first sample at or after the cut. Ids follow recording order, so
+        // after the wall clock stepped back nothing recorded later is taken for old.
+        let firstKept = try database.scalarInt("SELECT id FROM samples WHERE at >= ? ORDER BY at, id LIMIT 1", [.integer(cutoff)])
+        let lastOld =
+            firstKept == nil
+            ? try database.scalarInt("SELECT max(id) FROM samples")
+            : try database.scalarInt("SELECT max(id) FROM samples WHERE id < ?", [.integer(firstKept!)])
+        guard let lastOldSample = lastOld else {
             try clipWindows(before: cutoff)
             return (0, false)
         }
@@ -63,7 +74,7 @@ extension Store {
         var batches = 0
         for step in steps {
             while true {
-                guard batches < maxBatches else { return (deleted, true) }
+                guard batches < maxBatches, FileReading.monotonicNanoseconds() < deadline else { return (deleted, true) }
                 let changed = try database.transaction(.immediate) { try step(Int64(batchSize)) }
                 // A step with nothing to delete costs one cheap transaction and no budget.
                 if changed > 0 { batches += 1 }

@@ -32,6 +32,10 @@ public struct SampleDiff: Sendable {
     /// Connections closed by the previous sample that this sample saw again unchanged: that read
     /// missed them (the kernel does not read the table atomically), so their close is withdrawn.
     public var reopened: [Int64] = []
+    /// When a withdrawn close was one of the previous sample's reset candidates, that sample's V
+    /// shrinks and its other candidates are judged again: their new reasons, and the new V.
+    public var revisedReasons: [(connection: Int64, reason: EndReason)] = []
+    public var revisedPreviousCandidates: Int?
     /// R: the `Tcp: EstabResets` delta since the previous sample, when both were read in one boot.
     public var resets: Int64?
     /// V: connections that left ESTABLISHED or CLOSE_WAIT straight to gone.
@@ -59,15 +63,22 @@ public struct Tracker: Sendable {
         public var last: (at: Int64, bootID: String, counters: [String: Int64], interval: Int64)?
         /// The id the next new connection gets.
         public var nextID: Int64
+        /// R of the last sample, and the ids of its reset candidates (its V), for revising them
+        /// when one of its closes is withdrawn.
+        public var lastResets: Int64?
+        public var lastCandidates: Set<Int64>
 
         public init(
             open: [SocketKey: TrackedConnection] = [:], justClosed: [SocketKey: TrackedConnection] = [:],
-            last: (at: Int64, bootID: String, counters: [String: Int64], interval: Int64)? = nil, nextID: Int64 = 1
+            last: (at: Int64, bootID: String, counters: [String: Int64], interval: Int64)? = nil, nextID: Int64 = 1,
+            lastResets: Int64? = nil, lastCandidates: Set<Int64> = []
         ) {
             self.open = open
             self.justClosed = justClosed
             self.last = last
             self.nextID = nextID
+            self.lastResets = lastResets
+            self.lastCandidates = lastCandidates
         }
     }
 
@@ -120,6 +131,7 @@ public struct Tracker: Sendable {
             }
             state.open.removeAll()
             state.justClosed.removeAll()
+            state.lastCandidates.removeAll()
         }
 
         var listeningPorts = Set(state.open.values.lazy.filter { $0.state == .listen }.map(\.key.local.port))
@@ -139,7 +151,7 @@ public struct Tracker: Sendable {
                     state.open[sighting.key] = connection
                     diff.updated.append(connection)
                 }
-            } else if var connection = previouslyClosed[sighting.key], isSameSocket(connection, sighting),
+            } else if var connection = previouslyClosed[sighting.key], isSameSocket(connection, sighting, at: snapshot.at),
                 diff.windowStart?.isBlind != true
             {
                 diff.reopened.append(connection.id)
@@ -158,6 +170,7 @@ public struct Tracker: Sendable {
         for connection in pendingClosures where state.open[connection.key]?.id == connection.id {
             state.open.removeValue(forKey: connection.key)
         }
+        revisePreviousSample(previouslyClosed: previouslyClosed, into: &diff)
         classify(pendingClosures, into: &diff)
 
         state.last = (snapshot.at, snapshot.bootID, snapshot.counters, expectedInterval)
@@ -200,10 +213,45 @@ public struct Tracker: Sendable {
     }
 
     /// Whether a sighting is the socket a previous read closed, rather than a new one on its key.
-    private func isSameSocket(_ connection: TrackedConnection, _ sighting: Sighting) -> Bool {
+    private func isSameSocket(_ connection: TrackedConnection, _ sighting: Sighting, at: Int64) -> Bool {
         if isNewGeneration(connection, sighting) { return false }
         if connection.inode != 0 && connection.inode == sighting.inode { return true }
-        return connection.state == .timeWait && sighting.state == .timeWait
+        guard sighting.inode == 0 && sighting.state.isClosing else { return false }
+        // An orphaned or TIME_WAIT socket has no inode. Two TIME_WAIT sightings are one socket
+        // only if they agree on when it entered TIME_WAIT: a quick reuse of the 4-tuple would not.
+        if connection.state == .timeWait && sighting.state == .timeWait {
+            guard let entered = connection.timeWaitAt, let again = timeWaitEntry(sighting, at: at, notBefore: nil) else { return false }
+            return abs(entered - again) <= 2000
+        }
+        return true
+    }
+
+    /// Whether a closed connection is one of V: it left ESTABLISHED or CLOSE_WAIT straight to
+    /// gone, with nothing in its states that tells how it ended.
+    static func isResetCandidate(_ connection: TrackedConnection) -> Bool {
+        (connection.state == .established || connection.state == .closeWait)
+            && !connection.statesSeen.hasActiveClose && !connection.statesSeen.contains(.lastAck)
+    }
+
+    /// The reconciliation: R resets counted against V abrupt closes.
+    static func abruptEnding(of connection: TrackedConnection, resets: Int64?, candidates: Int) -> EndReason {
+        if let r = resets, r >= Int64(candidates) { return .reset }
+        if resets == 0 { return connection.state == .closeWait ? .passiveClose : .vanished }
+        // Fewer resets than candidates, or no counter to ask: any of them may have been reset.
+        return .ambiguous
+    }
+
+    /// A withdrawn close that was one of the previous sample's V leaves a smaller V there; its
+    /// other candidates are judged again against the same R.
+    private func revisePreviousSample(previouslyClosed: [SocketKey: TrackedConnection], into diff: inout SampleDiff) {
+        let withdrawn = state.lastCandidates.intersection(diff.reopened)
+        guard !withdrawn.isEmpty else { return }
+        let remaining = previouslyClosed.values.filter { state.lastCandidates.contains($0.id) && !withdrawn.contains($0.id) }
+        diff.revisedPreviousCandidates = remaining.count
+        for connection in remaining.sorted(by: { $0.id < $1.id }) {
+            let reason = Self.abruptEnding(of: connection, resets: state.lastResets, candidates: remaining.count)
+            diff.revisedReasons.append((connection.id, reason))
+        }
     }
 
     private mutating func open(_ sighting: Sighting, snapshot: Snapshot, listeningPorts: Set<UInt16>, into diff: inout SampleDiff) {
@@ -262,12 +310,10 @@ public struct Tracker: Sendable {
     /// V is the connections that left ESTABLISHED or CLOSE_WAIT straight to gone: the kernel
     /// counts one EstabReset for each of them that was aborted (`tcp_set_state` in net/ipv4/tcp.c).
     private mutating func classify(_ closures: [TrackedConnection], into diff: inout SampleDiff) {
-        let isCandidate = { (c: TrackedConnection) in
-            c.state == .established || c.state == .closeWait
-        }
         var reasons: [Int64: EndReason] = [:]
-        var v = 0
+        var candidates: Set<Int64> = []
         for connection in closures {
+            let opening = connection.state == .synSent || connection.state == .synReceived || connection.state == .newSynReceived
             if diff.windowStart?.isBlind == true {
                 reasons[connection.id] = .unobserved
             } else if connection.state == .listen {
@@ -276,33 +322,25 @@ public struct Tracker: Sendable {
                 reasons[connection.id] = .activeClose
             } else if connection.statesSeen.contains(.lastAck) {
                 reasons[connection.id] = .passiveClose
-            } else if connection.state == .synSent || connection.state == .synReceived || connection.state == .newSynReceived,
-                !connection.statesSeen.contains(.established)
-            {
-                reasons[connection.id] = .failedConnect
-            } else if isCandidate(connection) {
-                v += 1
+            } else if opening && !connection.statesSeen.contains(.established) {
+                reasons[connection.id] = connection.state == .synSent ? .failedConnect : .failedHandshake
+            } else if Self.isResetCandidate(connection) {
+                candidates.insert(connection.id)
             } else {
                 // Last seen in CLOSE or a state the kernel has no name for: nothing tells how it ended.
                 reasons[connection.id] = .ambiguous
             }
         }
-        diff.resetCandidates = v
+        diff.resetCandidates = candidates.count
         for connection in closures {
-            var reason = reasons[connection.id]
-            if reason == nil {
-                if let r = diff.resets, r >= Int64(v) {
-                    reason = .reset
-                } else if diff.resets == 0 {
-                    reason = connection.state == .closeWait ? .passiveClose : .vanished
-                } else {
-                    // Fewer resets than candidates, or no counter to ask: any of them may have been reset.
-                    reason = .ambiguous
-                }
-            }
-            diff.closed.append((connection, reason!))
+            let reason =
+                reasons[connection.id]
+                ?? Self.abruptEnding(of: connection, resets: diff.resets, candidates: candidates.count)
+            diff.closed.append((connection, reason))
             state.justClosed[connection.key] = connection
         }
+        state.lastResets = diff.resets
+        state.lastCandidates = candidates
         let final = Dictionary(diff.closed.map { ($0.connection.id, $0.reason) }, uniquingKeysWith: { $1 })
         diff.events = diff.events.map { event in
             if case .close(let id, let last, _) = event, let reason = final[id] {
