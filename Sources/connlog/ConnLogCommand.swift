@@ -12,6 +12,6 @@ struct ConnLogCommand: ParsableCommand {
             (docs/SCHEMA.md) that `sqlite3` can query too.
             """,
         version: ConnLogVersion.current,
-        subcommands: [CollectCommand.self, StatusCommand.self]
+        subcommands: [CollectCommand.self, StatusCommand.self, QueryCommand.self, SQLCommand.self, NetstatCommand.self, ExportCommand.self]
     )
 }

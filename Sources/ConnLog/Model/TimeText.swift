@@ -48,4 +48,88 @@ public enum TimeText {
         return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
             + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(fraction), 3))Z"
     }
+
+    /// A moment given as ISO-8601 (`2026-11-24T03:00:00Z`, `2026-11-24T03:00:00.5+01:00`,
+    /// `2026-11-24 03:00`, `2026-11-24`; no zone means UTC) or as a duration ago (`90s`, `15m`,
+    /// `2h`, `7d`), in milliseconds since the epoch; nil when it is neither.
+    public static func instant(_ text: String, now: Int64) -> Int64? {
+        let trimmed = text.trimmingSpaces
+        if let ago = milliseconds(trimmed) { return now - ago }
+        let bytes = Array(trimmed.utf8)
+        var index = 0
+        func number(_ digits: Int) -> Int32? {
+            guard index + digits <= bytes.count else { return nil }
+            var value: Int32 = 0
+            for byte in bytes[index..<(index + digits)] {
+                guard byte >= 48 && byte <= 57 else { return nil }
+                value = value * 10 + Int32(byte - 48)
+            }
+            index += digits
+            return value
+        }
+        func expect(_ characters: String) -> Bool {
+            guard index < bytes.count, characters.utf8.contains(bytes[index]) else { return false }
+            index += 1
+            return true
+        }
+        guard let year = number(4), expect("-"), let month = number(2), expect("-"), let day = number(2) else { return nil }
+        var hour: Int32 = 0
+        var minute: Int32 = 0
+        var second: Int32 = 0
+        var millisecond: Int64 = 0
+        var offset: Int64 = 0
+        if index < bytes.count {
+            guard expect("Tt "), let h = number(2), expect(":"), let m = number(2) else { return nil }
+            hour = h
+            minute = m
+            if index < bytes.count && bytes[index] == UInt8(ascii: ":") {
+                index += 1
+                guard let s = number(2) else { return nil }
+                second = s
+                if index < bytes.count && bytes[index] == UInt8(ascii: ".") {
+                    index += 1
+                    var scale: Int64 = 100
+                    var digits = 0
+                    while index < bytes.count, bytes[index] >= 48, bytes[index] <= 57 {
+                        millisecond += Int64(bytes[index] - 48) * scale
+                        scale /= 10
+                        index += 1
+                        digits += 1
+                    }
+                    guard digits > 0 else { return nil }
+                }
+            }
+            if index < bytes.count {
+                if expect("Zz") {
+                } else if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") {
+                    let sign: Int64 = bytes[index] == UInt8(ascii: "+") ? 1 : -1
+                    index += 1
+                    guard let oh = number(2), expect(":"), let om = number(2), oh < 24, om < 60 else { return nil }
+                    offset = sign * (Int64(oh) * 3600 + Int64(om) * 60) * 1000
+                } else {
+                    return nil
+                }
+            }
+        }
+        guard index == bytes.count, (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61 else {
+            return nil
+        }
+        var parts = tm()
+        parts.tm_year = year - 1900
+        parts.tm_mon = month - 1
+        parts.tm_mday = day
+        parts.tm_hour = hour
+        parts.tm_min = minute
+        parts.tm_sec = second
+        let seconds = timegm(&parts)
+        // timegm normalises 31 February into March; a date that changed was not a date.
+        guard parts.tm_mday == day, parts.tm_mon == month - 1 else { return nil }
+        return Int64(seconds) * 1000 + millisecond - offset
+    }
+}
+
+extension String {
+    var trimmingSpaces: String {
+        String(self.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
+    }
 }

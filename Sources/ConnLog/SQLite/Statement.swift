@@ -20,7 +20,17 @@ public final class Statement {
         self.sql = sql
     }
 
-    deinit { sqlite3_finalize(handle) }
+    /// Reads the columns of a statement someone else owns and finalizes.
+    init(borrowing handle: OpaquePointer, connection: OpaquePointer, sql: String) {
+        self.handle = handle
+        self.connection = connection
+        self.sql = sql
+        self.owned = false
+    }
+
+    private var owned = true
+
+    deinit { if owned { sqlite3_finalize(handle) } }
 
     private func check(_ code: Int32) throws(SQLiteError) {
         guard code == SQLITE_OK else { throw SQLiteError(connection: connection, code: code, sql: sql) }
@@ -57,6 +67,25 @@ public final class Statement {
         for (offset, value) in values.enumerated() {
             let index = Int32(offset + 1)
             switch value {
+            case .null: try check(sqlite3_bind_null(handle, index))
+            case .integer(let v): try bind(v, at: index)
+            case .real(let v): try check(sqlite3_bind_double(handle, index, v))
+            case .text(let v): try bind(v, at: index)
+            case .blob(let v): try bind(v, at: index)
+            }
+        }
+    }
+
+    /// Binds values to named parameters (`:since`, `:peer`, ...); parameters not in `values` are NULL.
+    /// The corresponding C functions are `sqlite3_bind_parameter_count` and `_name`.
+    public func bind(named values: [String: SQLValue]) throws(SQLiteError) {
+        let count = sqlite3_bind_parameter_count(handle)
+        guard count > 0 else { return }
+        for index in 1...count {
+            guard let pointer = sqlite3_bind_parameter_name(handle, index) else { continue }
+            var name = String(cString: pointer)
+            name.removeFirst()
+            switch values[name] ?? .null {
             case .null: try check(sqlite3_bind_null(handle, index))
             case .integer(let v): try bind(v, at: index)
             case .real(let v): try check(sqlite3_bind_double(handle, index, v))

@@ -1,0 +1,280 @@
+/// Every canned question, in the order `connlog query --list` shows them.
+extension Question {
+    public static let all: [Question] = [
+        resets, failedConnects, stateDurations, timeline, peers, listeners, churn, retransmits, counters, gaps, ports,
+    ]
+
+    static let resets = Question(
+        name: "resets",
+        summary: "peers ranked by connections that ended in a reset",
+        accepts: [.since, .until, .limit, .peer, .port],
+        columns: ["peer", "resets", "failed_connects", "ambiguous", "connections", "last_reset"],
+        caveats: [],
+        sql: """
+            SELECT ra.text AS peer,
+                   sum(c.end_reason = 3 AND c.closed_at BETWEEN :since AND :until) AS resets,
+                   sum(c.end_reason = 6 AND c.closed_at BETWEEN :since AND :until) AS failed_connects,
+                   sum(c.end_reason = 5 AND c.closed_at BETWEEN :since AND :until) AS ambiguous,
+                   count(*) AS connections,
+                   \(Fragment.iso("max(CASE WHEN c.end_reason = 3 AND c.closed_at BETWEEN :since AND :until THEN c.closed_at END)")) AS last_reset
+            FROM connections c JOIN addresses ra ON ra.id = c.remote_address
+            WHERE c.direction <> 0 AND \(Fragment.alive) AND \(Fragment.peerFilter) AND \(Fragment.portFilter)
+            GROUP BY ra.id
+            ORDER BY resets DESC, failed_connects DESC, ambiguous DESC, connections DESC, peer
+            LIMIT :limit
+            """)
+
+    static let failedConnects = Question(
+        name: "failed-connects",
+        summary: "outbound connects that never established, by peer and port",
+        accepts: [.since, .until, .limit, .peer, .port],
+        columns: ["peer", "port", "failed_connects", "first_failed", "last_failed"],
+        caveats: ["a connect refused or timed out within one sample interval leaves no row; Tcp.AttemptFails in `counters` counts them"],
+        sql: """
+            SELECT ra.text AS peer, c.remote_port AS port, count(*) AS failed_connects,
+                   \(Fragment.iso("min(c.closed_at)")) AS first_failed, \(Fragment.iso("max(c.closed_at)")) AS last_failed
+            FROM connections c JOIN addresses ra ON ra.id = c.remote_address
+            WHERE c.end_reason = 6 AND c.closed_at BETWEEN :since AND :until AND \(Fragment.peerFilter)
+              AND (:port IS NULL OR c.remote_port = :port)
+            GROUP BY ra.id, c.remote_port
+            ORDER BY failed_connects DESC, peer, port
+            LIMIT :limit
+            """)
+
+    /// A stay runs from the sample that first saw a state to the sample that saw it left. Stays
+    /// entered or left at a window's first sample (the start of observation, or a gap or
+    /// reboot before it) or not left yet are cut by observation, and left out.
+    static let stateDurations = Question(
+        name: "state-durations",
+        summary: "how long sockets stayed in each state: count, min, avg, p50, p95, max seconds",
+        accepts: [.since, .until, .peer, .port, .state],
+        columns: ["state", "count", "min_s", "avg_s", "p50_s", "p95_s", "max_s"],
+        caveats: [
+            "a stay counts from the sample that first saw the state to the one that saw it left, so each end is as precise as the sampling interval",
+            "stays cut by the start or end of observation (a gap, a reboot, or still going) are left out",
+        ],
+        sql: """
+            WITH blind AS (
+                SELECT min(s.id) AS id FROM samples s JOIN windows w ON w.id = s.window_id
+                WHERE w.start_reason IN ('first', 'gap', 'reboot') GROUP BY w.id
+            ),
+            ev AS (
+                SELECT e.connection_id, e.kind, e.to_state, e.sample_id, s.at,
+                       LEAD(s.at) OVER next AS left_at, LEAD(e.sample_id) OVER next AS left_sample
+                FROM events e JOIN samples s ON s.id = e.sample_id
+                WINDOW next AS (PARTITION BY e.connection_id ORDER BY e.id)
+            ),
+            stays AS (
+                SELECT ev.to_state AS state, (ev.left_at - ev.at) / 1000.0 AS seconds
+                FROM ev JOIN connections c ON c.id = ev.connection_id JOIN addresses ra ON ra.id = c.remote_address
+                WHERE ev.kind IN (1, 2) AND ev.left_at IS NOT NULL
+                  AND ev.sample_id NOT IN (SELECT id FROM blind) AND ev.left_sample NOT IN (SELECT id FROM blind)
+                  AND ev.at BETWEEN :since AND :until AND (:state IS NULL OR ev.to_state = :state)
+                  AND \(Fragment.peerFilter) AND \(Fragment.portFilter)
+            ),
+            ranked AS (
+                SELECT state, seconds, ROW_NUMBER() OVER (PARTITION BY state ORDER BY seconds) AS rank,
+                       count(*) OVER (PARTITION BY state) AS n
+                FROM stays
+            )
+            SELECT COALESCE(ts.name, 'UNKNOWN') AS state, n AS count, min(seconds) AS min_s, round(avg(seconds), 3) AS avg_s,
+                   max(CASE WHEN rank = (n * 50 + 99) / 100 THEN seconds END) AS p50_s,
+                   max(CASE WHEN rank = (n * 95 + 99) / 100 THEN seconds END) AS p95_s,
+                   max(seconds) AS max_s
+            FROM ranked LEFT JOIN tcp_states ts ON ts.code = ranked.state
+            GROUP BY ranked.state
+            ORDER BY count DESC, state
+            """)
+
+    static let timeline = Question(
+        name: "timeline",
+        summary: "events in time order: opens, state changes, closes",
+        accepts: [.since, .until, .limit, .peer, .port, .state],
+        columns: ["time", "event", "from_state", "to_state", "local", "remote", "pid", "program"],
+        caveats: [],
+        sql: """
+            SELECT \(Fragment.iso("s.at")) AS time, k.name AS event, fs.name AS from_state, ts.name AS to_state,
+                   \(Fragment.endpoint("la", "c.local_port")) AS local, \(Fragment.endpoint("ra", "c.remote_port")) AS remote,
+                   c.pid, p.name AS program
+            FROM events e
+            JOIN samples s ON s.id = e.sample_id
+            JOIN event_kinds k ON k.code = e.kind
+            JOIN connections c ON c.id = e.connection_id
+            JOIN addresses la ON la.id = c.local_address
+            JOIN addresses ra ON ra.id = c.remote_address
+            LEFT JOIN tcp_states fs ON fs.code = e.from_state
+            LEFT JOIN tcp_states ts ON ts.code = e.to_state
+            LEFT JOIN programs p ON p.id = c.program_id
+            WHERE e.sample_id IN (SELECT id FROM samples WHERE at BETWEEN :since AND :until)
+              AND (:peer IS NULL OR ra.text = :peer OR la.text = :peer) AND \(Fragment.portFilter)
+              AND (:state IS NULL OR e.from_state = :state OR e.to_state = :state)
+            ORDER BY e.id
+            LIMIT :limit
+            """)
+
+    static let peers = Question(
+        name: "peers",
+        summary: "remote addresses by connections, with opens, closes and resets",
+        accepts: [.since, .until, .limit, .peer, .port],
+        columns: ["peer", "connections", "opens", "closes", "resets", "first_seen", "last_seen"],
+        caveats: [],
+        sql: """
+            SELECT ra.text AS peer, count(*) AS connections,
+                   sum(c.first_seen >= :since AND c.preexisting = 0) AS opens,
+                   sum(c.closed_at BETWEEN :since AND :until) AS closes,
+                   sum(c.end_reason = 3 AND c.closed_at BETWEEN :since AND :until) AS resets,
+                   \(Fragment.iso("min(c.first_seen)")) AS first_seen,
+                   \(Fragment.iso("max(COALESCE(c.last_seen, \(Fragment.latestSample)))")) AS last_seen
+            FROM connections c JOIN addresses ra ON ra.id = c.remote_address
+            WHERE c.direction <> 0 AND \(Fragment.alive) AND \(Fragment.peerFilter) AND \(Fragment.portFilter)
+            GROUP BY ra.id
+            ORDER BY connections DESC, peer
+            LIMIT :limit
+            """)
+
+    static let listeners = Question(
+        name: "listeners",
+        summary: "listening sockets: first and last seen, when each appeared and disappeared",
+        accepts: [.since, .until, .limit, .port],
+        columns: ["local", "program", "first_seen", "last_seen", "appeared", "disappeared", "status"],
+        caveats: ["appeared is empty for a listener already there when observation began; disappeared is empty while it listens"],
+        sql: """
+            SELECT \(Fragment.endpoint("la", "c.local_port")) AS local, p.name AS program,
+                   \(Fragment.iso("c.first_seen")) AS first_seen,
+                   \(Fragment.iso("COALESCE(c.last_seen, \(Fragment.latestSample))")) AS last_seen,
+                   CASE WHEN c.preexisting = 1 THEN NULL ELSE \(Fragment.iso("c.first_seen")) END AS appeared,
+                   \(Fragment.iso("c.closed_at")) AS disappeared,
+                   CASE WHEN c.closed_at IS NULL THEN 'listening'
+                        WHEN c.end_reason = 7 THEN 'gone while not recording' ELSE 'closed' END AS status
+            FROM connections c
+            JOIN addresses la ON la.id = c.local_address
+            LEFT JOIN programs p ON p.id = c.program_id
+            WHERE c.direction = 0 AND \(Fragment.alive) AND (:port IS NULL OR c.local_port = :port)
+            ORDER BY c.local_port, c.first_seen
+            LIMIT :limit
+            """)
+
+    static let churn = Question(
+        name: "churn",
+        summary: "opens, closes, resets and failed connects per time bucket (--bucket)",
+        accepts: [.since, .until, .limit, .peer, .port, .bucket],
+        columns: ["bucket", "opens", "closes", "resets", "failed_connects"],
+        caveats: ["buckets with no event are not listed", "sockets already there when observation began are not counted as opens"],
+        sql: """
+            SELECT \(Fragment.iso("(s.at / :bucket) * :bucket")) AS bucket,
+                   sum(e.kind = 1 AND c.preexisting = 0) AS opens,
+                   sum(e.kind = 3) AS closes,
+                   sum(e.kind = 3 AND c.end_reason = 3) AS resets,
+                   sum(e.kind = 3 AND c.end_reason = 6) AS failed_connects
+            FROM events e
+            JOIN samples s ON s.id = e.sample_id
+            JOIN connections c ON c.id = e.connection_id
+            JOIN addresses ra ON ra.id = c.remote_address
+            WHERE e.sample_id IN (SELECT id FROM samples WHERE at BETWEEN :since AND :until)
+              AND c.direction <> 0 AND \(Fragment.peerFilter) AND \(Fragment.portFilter)
+            GROUP BY s.at / :bucket
+            ORDER BY s.at / :bucket
+            LIMIT :limit
+            """)
+
+    static let retransmits = Question(
+        name: "retransmits",
+        summary: "connections with retransmit timeouts, worst first, with their peers",
+        accepts: [.since, .until, .limit, .peer, .port],
+        columns: ["peer", "local", "remote", "max_retransmits", "first_seen", "closed_at", "end_reason", "program"],
+        caveats: ["retransmits are the kernel's unrecovered retransmit timeouts (retrnsmt) at the samples; Tcp.RetransSegs in `counters` counts every retransmitted segment"],
+        sql: """
+            SELECT ra.text AS peer, \(Fragment.endpoint("la", "c.local_port")) AS local,
+                   \(Fragment.endpoint("ra", "c.remote_port")) AS remote, c.max_retransmits,
+                   \(Fragment.iso("c.first_seen")) AS first_seen, \(Fragment.iso("c.closed_at")) AS closed_at,
+                   r.name AS end_reason, p.name AS program
+            FROM connections c
+            JOIN addresses la ON la.id = c.local_address
+            JOIN addresses ra ON ra.id = c.remote_address
+            LEFT JOIN end_reasons r ON r.code = c.end_reason
+            LEFT JOIN programs p ON p.id = c.program_id
+            WHERE c.max_retransmits > 0 AND \(Fragment.alive) AND \(Fragment.peerFilter) AND \(Fragment.portFilter)
+            ORDER BY c.max_retransmits DESC, c.id
+            LIMIT :limit
+            """)
+
+    /// Counters worth a rate; gauges such as Tcp.CurrEstab are left to --counter.
+    static let rateCounters = [
+        "Tcp.ActiveOpens", "Tcp.PassiveOpens", "Tcp.AttemptFails", "Tcp.EstabResets", "Tcp.RetransSegs", "Tcp.InErrs",
+        "Tcp.OutRsts", "TcpExt.ListenOverflows", "TcpExt.ListenDrops", "TcpExt.TCPTimeouts", "TcpExt.TCPAbortOnTimeout",
+        "TcpExt.TCPSynRetrans",
+    ]
+
+    static let counters = Question(
+        name: "counters",
+        summary: "kernel TCP counter increases and rates per time bucket (--bucket, --counter), like sar -n ETCP",
+        accepts: [.since, .until, .limit, .bucket, .counter],
+        columns: ["bucket", "counter", "increase", "per_second"],
+        caveats: ["buckets in which a counter did not move are not listed", "increases are never taken across a gap or reboot"],
+        sql: """
+            WITH changes AS (
+                SELECT cn.name, s.at,
+                       c.value - LAG(c.value) OVER (PARTITION BY c.counter_id, s.window_id ORDER BY c.sample_id) AS increase
+                FROM counters c
+                JOIN samples s ON s.id = c.sample_id
+                JOIN counter_names cn ON cn.id = c.counter_id
+                WHERE (:counter IS NULL AND cn.name IN (\(rateCounters.map { "'\($0)'" }.joined(separator: ", "))))
+                   OR cn.name = :counter
+            )
+            SELECT \(Fragment.iso("(at / :bucket) * :bucket")) AS bucket, name AS counter, sum(increase) AS increase,
+                   round(sum(increase) * 1000.0 / :bucket, 3) AS per_second
+            FROM changes
+            WHERE increase IS NOT NULL AND increase <> 0 AND at BETWEEN :since AND :until
+            GROUP BY at / :bucket, name
+            ORDER BY at / :bucket, name
+            LIMIT :limit
+            """)
+
+    static let gaps = Question(
+        name: "gaps",
+        summary: "periods when nothing was recording: a stopped collector, a pause, a reboot",
+        accepts: [.since, .until, .limit],
+        columns: ["namespace", "from", "to", "seconds", "reason"],
+        caveats: [],
+        sql: """
+            WITH ordered AS (
+                SELECT w.*, LAG(w.ended_at) OVER (PARTITION BY w.namespace_id ORDER BY w.id) AS previous_end
+                FROM windows w
+            ),
+            found AS (
+                SELECT namespace_id, previous_end AS gap_from, started_at AS gap_to, start_reason AS reason
+                FROM ordered WHERE start_reason IN ('gap', 'reboot')
+                UNION ALL
+                SELECT namespace_id, ended_at, NULL, 'not recording since'
+                FROM windows
+                WHERE id IN (SELECT max(id) FROM windows GROUP BY namespace_id) AND :now - ended_at > 2 * interval_ms
+            )
+            SELECT n.inode AS namespace, \(Fragment.iso("gap_from")) AS "from", \(Fragment.iso("gap_to")) AS "to",
+                   (COALESCE(gap_to, :now) - gap_from) / 1000.0 AS seconds, reason
+            FROM found JOIN namespaces n ON n.id = found.namespace_id
+            WHERE COALESCE(gap_to, :now) >= :since AND gap_from <= :until
+            ORDER BY gap_from
+            LIMIT :limit
+            """)
+
+    static let ports = Question(
+        name: "ports",
+        summary: "connections by port class: well-known 0-1023, registered 1024-49151, dynamic 49152-65535",
+        accepts: [.since, .until, .peer],
+        columns: ["port_class", "connections", "inbound", "outbound", "listeners", "resets"],
+        caveats: ["the class is of the service port: the local port of listeners and inbound connections, the remote port of outbound ones"],
+        sql: """
+            WITH classified AS (
+                SELECT c.*, CASE WHEN c.direction = 2 THEN c.remote_port ELSE c.local_port END AS service_port
+                FROM connections c JOIN addresses ra ON ra.id = c.remote_address
+                WHERE \(Fragment.alive) AND \(Fragment.peerFilter)
+            )
+            SELECT CASE WHEN service_port < 1024 THEN 'well-known' WHEN service_port < 49152 THEN 'registered'
+                        ELSE 'dynamic' END AS port_class,
+                   count(*) AS connections, sum(direction = 1) AS inbound, sum(direction = 2) AS outbound,
+                   sum(direction = 0) AS listeners, sum(end_reason = 3) AS resets
+            FROM classified
+            GROUP BY port_class
+            ORDER BY min(service_port)
+            """)
+}

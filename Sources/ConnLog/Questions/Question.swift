@@ -1,0 +1,84 @@
+/// What a question may be asked with.
+public enum QuestionParameter: String, Sendable, CaseIterable {
+    case since, until, limit, peer, port, state, bucket, counter
+}
+
+/// The values a question is asked with; nil means "not given".
+public struct QuestionParameters: Sendable {
+    /// Milliseconds since the epoch.
+    public var since: Int64?
+    public var until: Int64?
+    /// At most this many rows.
+    public var limit: Int?
+    /// A remote (or, for the timeline, either) address as connlog writes it: `10.0.0.1`, `::1`.
+    public var peer: String?
+    public var port: Int?
+    public var state: TCPState?
+    /// Bucket length in milliseconds for `churn` and `counters`.
+    public var bucket: Int64 = 60_000
+    /// One counter for `counters`, e.g. `Tcp.RetransSegs`.
+    public var counter: String?
+    /// The current time, for "still not recording" at the end of `gaps`.
+    public var now: Int64
+
+    public init(
+        since: Int64? = nil, until: Int64? = nil, limit: Int? = nil, peer: String? = nil, port: Int? = nil,
+        state: TCPState? = nil, bucket: Int64 = 60_000, counter: String? = nil, now: Int64
+    ) {
+        self.since = since
+        self.until = until
+        self.limit = limit
+        self.peer = peer
+        self.port = port
+        self.state = state
+        self.bucket = bucket
+        self.counter = counter
+        self.now = now
+    }
+
+    /// The named SQL parameters every question's SQL may use.
+    var sqlValues: [String: SQLValue] {
+        [
+            "since": .integer(since ?? 0), "until": .integer(until ?? Int64.max), "limit": .integer(Int64(limit ?? -1)),
+            "peer": SQLValue(peer), "port": SQLValue(port), "state": state.map { .integer(Int64($0.rawValue)) } ?? .null,
+            "bucket": .integer(max(1, bucket)), "counter": SQLValue(counter), "now": .integer(now),
+        ]
+    }
+}
+
+/// A canned question: a name, what it answers, what it accepts, and its SQL over the schema.
+///
+/// The column names and their order are part of the contract (SPEC.md), like a table's.
+public struct Question: Sendable {
+    public let name: String
+    public let summary: String
+    public let accepts: Set<QuestionParameter>
+    public let columns: [String]
+    /// Notes that always go with the answer, saying what it leaves out.
+    public let caveats: [String]
+    /// SQL over the schema with the named parameters of ``QuestionParameters``.
+    public let sql: String
+
+    /// The question called `name`, or nil.
+    public static func named(_ name: String) -> Question? { all.first { $0.name == name } }
+}
+
+/// SQL fragments the questions share.
+enum Fragment {
+    /// Milliseconds since the epoch as ISO-8601 UTC text.
+    static func iso(_ expression: String) -> String {
+        "strftime('%Y-%m-%dT%H:%M:%fZ', (\(expression)) / 1000.0, 'unixepoch')"
+    }
+
+    /// `addr:port`, IPv6 in brackets.
+    static func endpoint(_ address: String, _ port: String, family: String = "c.family") -> String {
+        "(CASE WHEN \(family) = 6 THEN '[' || \(address).text || ']' ELSE \(address).text END || ':' || \(port))"
+    }
+
+    /// Connections alive at some point in [since, until].
+    static let alive = "c.first_seen <= :until AND (c.closed_at IS NULL OR c.closed_at >= :since)"
+    static let peerFilter = "(:peer IS NULL OR ra.text = :peer)"
+    static let portFilter = "(:port IS NULL OR c.local_port = :port OR c.remote_port = :port)"
+    /// The latest sample, standing in for "last seen" of a connection still open.
+    static let latestSample = "(SELECT max(at) FROM samples)"
+}

@@ -1,0 +1,72 @@
+/// A period in which nothing was recording, as questions report it.
+public struct Gap: Sendable, Equatable {
+    public var from: Int64
+    /// nil while still not recording.
+    public var to: Int64?
+    /// `gap`, `reboot`, or `not recording since`.
+    public var reason: String
+}
+
+/// What comes with an answer besides its rows: its columns, and what could not be seen.
+public struct AnswerContext: Sendable {
+    public var columns: [String]
+    /// Gaps that overlap the time asked about.
+    public var gaps: [Gap]
+    /// Sentences the reader should know before trusting the rows.
+    public var notes: [String]
+}
+
+extension Store {
+    /// Runs a canned question, calling `row` with each result row as it is read.
+    public func ask(
+        _ question: Question, _ parameters: QuestionParameters, row: ([SQLValue]) throws -> Void
+    ) throws -> AnswerContext {
+        let context = try coverage(parameters, caveats: question.caveats)
+        let statement = try database.cached(question.sql)
+        defer { statement.reset() }
+        try statement.bind(named: parameters.sqlValues)
+        let count = statement.columnCount
+        while try statement.step() {
+            try row((0..<count).map { statement.value($0) })
+        }
+        var answered = context
+        answered.columns = question.columns
+        return answered
+    }
+
+    /// Gaps within the time asked about, and notes on what could not be seen there.
+    public func coverage(_ parameters: QuestionParameters, caveats: [String] = []) throws -> AnswerContext {
+        var gaps: [Gap] = []
+        var lastEnd: [Int64: Int64] = [:]
+        var latestWindow: [Int64: (end: Int64, interval: Int64)] = [:]
+        try database.forEach("SELECT namespace_id, start_reason, started_at, ended_at, interval_ms FROM windows ORDER BY id") { row in
+            let namespace = row.int64(0)
+            if let previous = lastEnd[namespace], row.text(1) == "gap" || row.text(1) == "reboot" {
+                gaps.append(Gap(from: previous, to: row.int64(2), reason: row.text(1)))
+            }
+            lastEnd[namespace] = row.int64(3)
+            latestWindow[namespace] = (row.int64(3), row.int64(4))
+        }
+        for (_, window) in latestWindow where parameters.now - window.end > 2 * window.interval {
+            gaps.append(Gap(from: window.end, to: nil, reason: "not recording since"))
+        }
+        let since = parameters.since ?? Int64.min
+        let until = parameters.until ?? Int64.max
+        gaps = gaps.filter { $0.from <= until && ($0.to ?? parameters.now) >= since }.sorted { $0.from < $1.from }
+
+        var notes = caveats
+        if !gaps.isEmpty {
+            let seconds = gaps.reduce(Int64(0)) { $0 + (min($1.to ?? parameters.now, until) - max($1.from, since)) } / 1000
+            notes.append(
+                "the time asked about holds \(gaps.count) gap\(gaps.count == 1 ? "" : "s") (\(TimeText.duration(max(1, seconds) * 1000)) in all) when nothing was recording: nothing is known there (`connlog query gaps` lists them)"
+            )
+        }
+        if let first = try database.scalarInt("SELECT min(at) FROM samples"), let asked = parameters.since, asked < first {
+            notes.append("recording began at \(TimeText.iso8601(first)); nothing is known before it")
+        }
+        if try database.scalarInt("SELECT count(*) FROM samples") == 0 {
+            notes.append("the database holds no samples yet: run `connlog collect`")
+        }
+        return AnswerContext(columns: [], gaps: gaps, notes: notes)
+    }
+}
