@@ -2,7 +2,7 @@ import ArgumentParser
 import ConnLog
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// How records are printed.

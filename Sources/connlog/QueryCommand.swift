@@ -2,7 +2,7 @@ import ArgumentParser
 import ConnLog
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 struct QueryCommand: ParsableCommand {
@@ -24,7 +24,10 @@ struct QueryCommand: ParsableCommand {
 
     @OptionGroup var database: DatabaseOptions
 
-    @Argument(help: "The question: resets, failed-connects, state-durations, timeline, peers, listeners, churn, retransmits, counters, gaps, ports.")
+    @Argument(
+        help:
+            "The question: resets, failed-connects, state-durations, timeline, peers, listeners, churn, retransmits, counters, gaps, ports."
+    )
     var name: String?
 
     @Flag(help: "List the questions, one line each.")
@@ -104,7 +107,9 @@ struct QueryCommand: ParsableCommand {
 
 /// `--since` and `--until`: ISO-8601 (no zone is UTC) or a duration ago.
 struct TimeWindowOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("From this moment: 2026-11-24T03:00:00Z, \"2026-11-24 03:00\" (UTC), or a duration ago (90s, 15m, 2h, 7d).", valueName: "time"))
+    @Option(
+        help: ArgumentHelp(
+            "From this moment: 2026-11-24T03:00:00Z, \"2026-11-24 03:00\" (UTC), or a duration ago (90s, 15m, 2h, 7d).", valueName: "time"))
     var since: String?
 
     @Option(help: ArgumentHelp("Up to this moment, in the same forms.", valueName: "time"))
@@ -117,7 +122,8 @@ struct TimeWindowOptions: ParsableArguments {
             guard let text else { return nil }
             guard let value = TimeText.instant(text, now: now) else {
                 throw ValidationError(
-                    "--\(option) '\(text)' is not a time; use ISO-8601 like 2026-11-24T03:00:00Z or \"2026-11-24 03:00\" (UTC), or a duration ago like 15m")
+                    "--\(option) '\(text)' is not a time; use ISO-8601 like 2026-11-24T03:00:00Z or \"2026-11-24 03:00\" (UTC), or a duration ago like 15m"
+                )
             }
             return value
         }

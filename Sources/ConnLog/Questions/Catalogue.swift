@@ -182,7 +182,9 @@ extension Question {
         summary: "connections with retransmit timeouts, worst first, with their peers",
         accepts: [.since, .until, .limit, .peer, .port],
         columns: ["peer", "local", "remote", "max_retransmits", "first_seen", "closed_at", "end_reason", "program"],
-        caveats: ["retransmits are the kernel's unrecovered retransmit timeouts (retrnsmt) at the samples; Tcp.RetransSegs in `counters` counts every retransmitted segment"],
+        caveats: [
+            "retransmits are the kernel's unrecovered retransmit timeouts (retrnsmt) at the samples; Tcp.RetransSegs in `counters` counts every retransmitted segment"
+        ],
         sql: """
             SELECT ra.text AS peer, \(Fragment.endpoint("la", "c.local_port")) AS local,
                    \(Fragment.endpoint("ra", "c.remote_port")) AS remote, c.max_retransmits,
@@ -262,7 +264,9 @@ extension Question {
         summary: "connections by port class: well-known 0-1023, registered 1024-49151, dynamic 49152-65535",
         accepts: [.since, .until, .peer],
         columns: ["port_class", "connections", "inbound", "outbound", "listeners", "resets"],
-        caveats: ["the class is of the service port: the local port of listeners and inbound connections, the remote port of outbound ones"],
+        caveats: [
+            "the class is of the service port: the local port of listeners and inbound connections, the remote port of outbound ones"
+        ],
         sql: """
             WITH classified AS (
                 SELECT c.*, CASE WHEN c.direction = 2 THEN c.remote_port ELSE c.local_port END AS service_port
@@ -276,5 +280,35 @@ extension Question {
             FROM classified
             GROUP BY port_class
             ORDER BY min(service_port)
+            """)
+
+    /// Every event in the time asked about, with both sample times and how its connection ended;
+    /// not a canned question but the raw material `connlog export` ships with the answers.
+    public static let rawEvents = Question(
+        name: "events",
+        summary: "every event with its sample times, endpoints, process and how its connection ended",
+        accepts: [.since, .until, .limit],
+        columns: [
+            "id", "at", "after", "event", "from_state", "to_state", "connection_id", "local", "remote", "pid", "program", "end_reason",
+        ],
+        caveats: [],
+        sql: """
+            SELECT e.id, \(Fragment.iso("s.at")) AS at, \(Fragment.iso("s.after")) AS after, k.name AS event,
+                   fs.name AS from_state, ts.name AS to_state, e.connection_id,
+                   \(Fragment.endpoint("la", "c.local_port")) AS local, \(Fragment.endpoint("ra", "c.remote_port")) AS remote,
+                   c.pid, p.name AS program, r.name AS end_reason
+            FROM events e
+            JOIN samples s ON s.id = e.sample_id
+            JOIN event_kinds k ON k.code = e.kind
+            JOIN connections c ON c.id = e.connection_id
+            JOIN addresses la ON la.id = c.local_address
+            JOIN addresses ra ON ra.id = c.remote_address
+            LEFT JOIN tcp_states fs ON fs.code = e.from_state
+            LEFT JOIN tcp_states ts ON ts.code = e.to_state
+            LEFT JOIN programs p ON p.id = c.program_id
+            LEFT JOIN end_reasons r ON r.code = c.end_reason
+            WHERE e.sample_id IN (SELECT id FROM samples WHERE at BETWEEN :since AND :until)
+            ORDER BY e.id
+            LIMIT :limit
             """)
 }

@@ -1,7 +1,7 @@
 import CSQLite
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Why the authorizer refused a statement, filled in by the C callback.
@@ -26,41 +26,42 @@ private let describingPragmas: Set<String> = [
 
 /// The authorizer (`sqlite3_set_authorizer`): reading tables, views, functions and recursive CTEs
 /// is allowed; everything that writes, attaches, changes settings or loads code is refused.
-private let authorize: @convention(c) (
-    UnsafeMutableRawPointer?, Int32, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?
-) -> Int32 = { context, action, first, second, _, _ in
-    let refusal = Unmanaged<Refusal>.fromOpaque(context!).takeUnretainedValue()
-    let one = first.map { String(cString: $0) }
-    let two = second.map { String(cString: $0) }
-    func deny(_ reason: String) -> Int32 {
-        if refusal.reason == nil { refusal.reason = reason }
-        return SQLITE_DENY
-    }
-    switch action {
-    case SQLITE_SELECT, SQLITE_READ, SQLITE_RECURSIVE:
-        return SQLITE_OK
-    case SQLITE_FUNCTION:
-        if let name = two?.lowercased(), name == "load_extension" || name == "readfile" || name == "writefile" || name == "edit" {
-            return deny("the function \(name)() is refused: connlog sql does not load or touch files")
+private let authorize:
+    @convention(c) (
+        UnsafeMutableRawPointer?, Int32, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?
+    ) -> Int32 = { context, action, first, second, _, _ in
+        let refusal = Unmanaged<Refusal>.fromOpaque(context!).takeUnretainedValue()
+        let one = first.map { String(cString: $0) }
+        let two = second.map { String(cString: $0) }
+        func deny(_ reason: String) -> Int32 {
+            if refusal.reason == nil { refusal.reason = reason }
+            return SQLITE_DENY
         }
-        return SQLITE_OK
-    case SQLITE_PRAGMA:
-        let name = (one ?? "").lowercased()
-        if two == nil && readablePragmas.contains(name) || describingPragmas.contains(name) { return SQLITE_OK }
-        return deny("PRAGMA \(name)\(two.map { " = \($0)" } ?? "") is refused: connlog sql only reads, and changes no setting")
-    case SQLITE_ATTACH, SQLITE_DETACH:
-        return deny("ATTACH and DETACH are refused: connlog sql reads only this database")
-    case SQLITE_INSERT, SQLITE_UPDATE, SQLITE_DELETE:
-        if one == "sqlite_master" || one == "sqlite_schema" || one == "sqlite_temp_master" {
-            return deny("changing the schema (CREATE, DROP, ALTER) is refused: connlog sql only reads")
+        switch action {
+        case SQLITE_SELECT, SQLITE_READ, SQLITE_RECURSIVE:
+            return SQLITE_OK
+        case SQLITE_FUNCTION:
+            if let name = two?.lowercased(), name == "load_extension" || name == "readfile" || name == "writefile" || name == "edit" {
+                return deny("the function \(name)() is refused: connlog sql does not load or touch files")
+            }
+            return SQLITE_OK
+        case SQLITE_PRAGMA:
+            let name = (one ?? "").lowercased()
+            if two == nil && readablePragmas.contains(name) || describingPragmas.contains(name) { return SQLITE_OK }
+            return deny("PRAGMA \(name)\(two.map { " = \($0)" } ?? "") is refused: connlog sql only reads, and changes no setting")
+        case SQLITE_ATTACH, SQLITE_DETACH:
+            return deny("ATTACH and DETACH are refused: connlog sql reads only this database")
+        case SQLITE_INSERT, SQLITE_UPDATE, SQLITE_DELETE:
+            if one == "sqlite_master" || one == "sqlite_schema" || one == "sqlite_temp_master" {
+                return deny("changing the schema (CREATE, DROP, ALTER) is refused: connlog sql only reads")
+            }
+            let verb = action == SQLITE_INSERT ? "INSERT" : action == SQLITE_UPDATE ? "UPDATE" : "DELETE"
+            return deny("\(verb) is refused: connlog sql only reads")
+        case SQLITE_TRANSACTION, SQLITE_SAVEPOINT: return deny("transactions are refused: connlog sql runs one read")
+        default:
+            return deny("that statement is refused: connlog sql only reads (SELECT, WITH, read-only PRAGMAs)")
         }
-        let verb = action == SQLITE_INSERT ? "INSERT" : action == SQLITE_UPDATE ? "UPDATE" : "DELETE"
-        return deny("\(verb) is refused: connlog sql only reads")
-    case SQLITE_TRANSACTION, SQLITE_SAVEPOINT: return deny("transactions are refused: connlog sql runs one read")
-    default:
-        return deny("that statement is refused: connlog sql only reads (SELECT, WITH, read-only PRAGMAs)")
     }
-}
 
 /// The progress handler (`sqlite3_progress_handler`): non-zero stops the statement.
 private let checkDeadline: @convention(c) (UnsafeMutableRawPointer?) -> Int32 = { context in
