@@ -106,6 +106,17 @@ struct CollectTests {
             db, "SELECT event, from_state, to_state FROM events_v WHERE connection_id = ? ORDER BY id", [.text(ended.first?[0] ?? "0")])
         #expect(events == [["open", "NULL", "ESTABLISHED"], ["state", "ESTABLISHED", "TIME_WAIT"], ["close", "TIME_WAIT", "NULL"]])
         #expect(try query(db, "SELECT count(*), sum(samples) FROM windows") == [["1", "3"]])
+
+        // How long it sat in TIME_WAIT: Linux's fixed 60 s, give or take the sampling.
+        let durations = try run([
+            "query", "state-durations", "--state", "TIME_WAIT", "--port", "\(listener.port)", "--format", "json", "--db", db,
+        ])
+        let object = try JSONSerialization.jsonObject(with: Data(durations.stdout.utf8)) as? [String: Any]
+        let row = (object?["rows"] as? [[String: Any]])?.first
+        #expect(row?["state"] as? String == "TIME_WAIT")
+        #expect(row?["count"] as? Int == 1)
+        let seconds = row?["max_s"] as? Double ?? 0
+        #expect(seconds > 58 && seconds < 70, "TIME_WAIT lasted \(seconds) s")
     }
 
     @Test func sigtermFinishesTheSampleAndExitsZero() throws {

@@ -134,8 +134,18 @@ func listenIPv6() throws -> (fd: Int32, port: UInt16) {
     return (fd, localPort(fd))
 }
 
-func connectIPv4(to port: UInt16, address: String = "127.0.0.1") throws -> Int32 {
+func connectIPv4(to port: UInt16, address: String = "127.0.0.1", from source: String? = nil) throws -> Int32 {
     let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    if let source {
+        var local = sockaddr_in(source, port: 0)
+        guard
+            withUnsafePointer(
+                to: &local,
+                { bind(fd, UnsafeRawPointer($0).assumingMemoryBound(to: sockaddr.self), socklen_t(MemoryLayout<sockaddr_in>.size)) }) == 0
+        else {
+            throw SocketError("bind")
+        }
+    }
     var target = sockaddr_in(address, port: port)
     guard
         withUnsafePointer(

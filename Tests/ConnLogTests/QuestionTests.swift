@@ -1,0 +1,223 @@
+import Foundation
+import Testing
+
+@testable import ConnLog
+
+/// Every canned question over a database built from known samples, asserting exact rows.
+@Suite("Canned questions over a known history")
+struct QuestionTests {
+    static let t0: Int64 = 1_700_000_000_000
+    let directory: URL
+    let store: Store
+
+    static let listener = SocketKey(local: Endpoint(address: .ipv4Any, port: 5432), remote: Endpoint(address: .ipv4Any, port: 0))
+    static let preexisting = key(5432, 40000, remote: "10.0.0.9")
+    static let a1 = key(5432, 50001, remote: "10.0.0.1")
+    static let a2 = key(5432, 50002, remote: "10.0.0.1")
+    static let b1 = key(5432, 50003, remote: "10.0.0.2")
+    static let failing = key(41000, 443, remote: "10.0.0.3")
+    static let retransmitting = key(41001, 80, remote: "10.0.0.4")
+    static let closingFirst = key(41002, 443, remote: "10.0.0.5")
+
+    /// The story, one sample a second (see each line), with a gap from 5 s to 10 s.
+    init() throws {
+        directory = try temporaryDirectory()
+        store = try Store(path: directory.appendingPathComponent("q.db").path, access: .write)
+        let l = socket(Self.listener, .listen, inode: 1)
+        let samples: [(Int64, [Sighting], Int64)] = [
+            (0, [l, socket(Self.preexisting, .established, inode: 2)], 0),
+            (
+                1,
+                [
+                    l, socket(Self.preexisting, .established, inode: 2), socket(Self.a1, .established, inode: 10),
+                    socket(Self.a2, .established, inode: 11), socket(Self.b1, .established, inode: 12),
+                    socket(Self.failing, .synSent, inode: 13), socket(Self.retransmitting, .established, inode: 14, retransmits: 3),
+                ], 0
+            ),
+            // a1 and a2 reset (two resets counted); b1's peer closes.
+            (
+                2,
+                [
+                    l, socket(Self.preexisting, .established, inode: 2), socket(Self.b1, .closeWait, inode: 12),
+                    socket(Self.failing, .synSent, inode: 13), socket(Self.retransmitting, .established, inode: 14, retransmits: 3),
+                ], 2
+            ),
+            // The connect fails; a1's 4-tuple is reused by a new connection; this side starts closing another.
+            (
+                3,
+                [
+                    l, socket(Self.preexisting, .established, inode: 2), socket(Self.b1, .lastAck, inode: 12),
+                    socket(Self.a1, .established, inode: 20), socket(Self.retransmitting, .established, inode: 14, retransmits: 3),
+                    socket(Self.closingFirst, .established, inode: 21),
+                ], 2
+            ),
+            // b1 done; the retransmitting connection's key gets a new socket: a close and an open in one sample.
+            (
+                4,
+                [
+                    l, socket(Self.preexisting, .established, inode: 2), socket(Self.a1, .established, inode: 20),
+                    socket(Self.retransmitting, .established, inode: 30), socket(Self.closingFirst, .timeWait, timer: 3, ticks: 5990),
+                ], 2
+            ),
+            // The new a1 and the preexisting one go, one reset counted: ambiguous.
+            (5, [l, socket(Self.retransmitting, .established, inode: 30), socket(Self.closingFirst, .timeWait, timer: 3, ticks: 5890)], 3),
+            // After a gap: the TIME_WAIT went unseen.
+            (10, [l, socket(Self.retransmitting, .established, inode: 30)], 3),
+            (11, [socket(Self.retransmitting, .established, inode: 30)], 3),
+        ]
+        var tracker = Tracker()
+        var window: Int64?
+        for (second, sightings, resets) in samples {
+            let snapshot = Snapshot(
+                at: Self.t0 + second * 1000, namespace: 4_026_531_840, bootID: "boot", sightings: sightings,
+                counters: [Snapshot.estabResetsCounter: resets, "Tcp.ActiveOpens": 3])
+            let diff = tracker.apply(snapshot, expectedInterval: 1000)
+            window = try store.record(diff, context: .init(namespace: snapshot.namespace, bootID: "boot", windowID: window, interval: 1000))
+        }
+    }
+
+    func ask(_ name: String, _ adjust: (inout QuestionParameters) -> Void = { _ in }) throws -> (rows: [[String]], context: AnswerContext) {
+        var parameters = QuestionParameters(now: Self.t0 + 11_500)
+        adjust(&parameters)
+        var rows: [[String]] = []
+        let context = try store.ask(Question.named(name) ?? Question.rawEvents, parameters) { row in
+            rows.append(
+                row.map { value in
+                    switch value {
+                    case .null: "NULL"
+                    case .integer(let v): String(v)
+                    case .real(let v): String(v)
+                    case .text(let v): v
+                    case .blob: "blob"
+                    }
+                })
+        }
+        return (rows, context)
+    }
+
+    static func iso(_ second: Int64) -> String { TimeText.iso8601(t0 + second * 1000) }
+
+    @Test func resetsRankPeersByResetsThenFailuresThenAmbiguity() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let answer = try ask("resets")
+        #expect(answer.context.columns == ["peer", "resets", "failed_connects", "ambiguous", "connections", "last_reset"])
+        #expect(
+            answer.rows == [
+                ["10.0.0.1", "2", "0", "1", "3", Self.iso(2)],
+                ["10.0.0.3", "0", "1", "0", "1", "NULL"],
+                ["10.0.0.9", "0", "0", "1", "1", "NULL"],
+                ["10.0.0.4", "0", "0", "0", "2", "NULL"],
+                ["10.0.0.2", "0", "0", "0", "1", "NULL"],
+                ["10.0.0.5", "0", "0", "0", "1", "NULL"],
+            ])
+        // The gap is reported with the answer.
+        #expect(answer.context.gaps == [Gap(from: Self.t0 + 5000, to: Self.t0 + 10_000, reason: "gap")])
+        #expect(answer.context.notes.contains { $0.contains("1 gap") })
+        #expect(try ask("resets") { $0.peer = "10.0.0.9" }.rows.count == 1)
+        #expect(try ask("resets") { $0.until = Self.t0 + 1500 }.rows.allSatisfy { $0[1] == "0" })
+    }
+
+    @Test func failedConnectsByPeerAndPort() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        #expect(try ask("failed-connects").rows == [["10.0.0.3", "443", "1", Self.iso(3), Self.iso(3)]])
+    }
+
+    @Test func stateDurationsLeaveOutStaysCutByObservation() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        // ESTABLISHED stays: a1, a2, b1 and closingFirst 1 s each, the new a1 2 s. The listener and
+        // the preexisting connection began before observation, the TIME_WAIT ended in the gap,
+        // and the retransmitting connections are still open or were replaced (1 s, 3 s).
+        let rows = try ask("state-durations").rows
+        #expect(rows.first == ["ESTABLISHED", "6", "1.0", "1.5", "1.0", "3.0", "3.0"])
+        #expect(
+            Set(rows.dropFirst()) == [
+                ["CLOSE_WAIT", "1", "1.0", "1.0", "1.0", "1.0", "1.0"],
+                ["LAST_ACK", "1", "1.0", "1.0", "1.0", "1.0", "1.0"],
+                ["SYN_SENT", "1", "2.0", "2.0", "2.0", "2.0", "2.0"],
+            ])
+        #expect(try ask("state-durations") { $0.state = .timeWait }.rows.isEmpty)
+    }
+
+    @Test func timelineListsACloseBeforeTheOpenThatReplacesIt() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let rows = try ask("timeline") { $0.port = 80 }.rows
+        #expect(
+            rows == [
+                [Self.iso(1), "open", "NULL", "ESTABLISHED", "127.0.0.1:41001", "10.0.0.4:80", "NULL", "NULL"],
+                [Self.iso(4), "close", "ESTABLISHED", "NULL", "127.0.0.1:41001", "10.0.0.4:80", "NULL", "NULL"],
+                [Self.iso(4), "open", "NULL", "ESTABLISHED", "127.0.0.1:41001", "10.0.0.4:80", "NULL", "NULL"],
+            ])
+        #expect(try ask("timeline") { $0.limit = 2 }.rows.count == 2)
+        // Entering LAST_ACK, and leaving it by the close.
+        #expect(try ask("timeline") { $0.state = .lastAck }.rows.map { $0[1] } == ["state", "close"])
+    }
+
+    @Test func peersCountOpensClosesAndResets() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let rows = try ask("peers").rows
+        #expect(rows.first == ["10.0.0.1", "3", "3", "3", "2", Self.iso(1), Self.iso(4)])
+        #expect(rows.contains(["10.0.0.9", "1", "0", "1", "0", Self.iso(0), Self.iso(4)]))
+    }
+
+    @Test func listenersSayWhenTheyAppearedAndDisappeared() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        #expect(try ask("listeners").rows == [["0.0.0.0:5432", "NULL", Self.iso(0), Self.iso(10), "NULL", Self.iso(11), "closed"]])
+    }
+
+    @Test func churnPerBucket() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let rows = try ask("churn") { $0.bucket = 5000 }.rows
+        #expect(
+            rows == [
+                [Self.iso(0), "8", "5", "2", "1"],
+                [Self.iso(5), "0", "2", "0", "0"],
+                [Self.iso(10), "0", "1", "0", "0"],
+            ])
+    }
+
+    @Test func retransmitsWorstFirst() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        #expect(
+            try ask("retransmits").rows == [
+                ["10.0.0.4", "127.0.0.1:41001", "10.0.0.4:80", "3", Self.iso(1), Self.iso(4), "vanished", "NULL"]
+            ])
+    }
+
+    @Test func counterIncreasesNeverCrossAGap() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let rows = try ask("counters") { $0.bucket = 5000 }.rows
+        // +2 at 2 s, +1 at 5 s; the window after the gap starts a new baseline.
+        #expect(rows == [[Self.iso(0), "Tcp.EstabResets", "2", "0.4"], [Self.iso(5), "Tcp.EstabResets", "1", "0.2"]])
+        #expect(try ask("counters") { $0.counter = "Tcp.ActiveOpens" }.rows.isEmpty)
+    }
+
+    @Test func gapsListWhenNobodyWasRecording() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        #expect(try ask("gaps").rows == [["4026531840", Self.iso(5), Self.iso(10), "5.0", "gap"]])
+        let later = try ask("gaps") { $0.now = Self.t0 + 60_000 }.rows
+        #expect(later.last == ["4026531840", Self.iso(11), "NULL", "49.0", "not recording since"])
+    }
+
+    @Test func portsByClassOfTheServicePort() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        #expect(
+            try ask("ports").rows == [
+                ["well-known", "4", "0", "4", "0", "0"],
+                ["registered", "6", "5", "0", "1", "2"],
+            ])
+    }
+
+    @Test func everyQuestionHasItsColumnsAndASummary() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        #expect(
+            Question.all.map(\.name) == [
+                "resets", "failed-connects", "state-durations", "timeline", "peers", "listeners", "churn", "retransmits",
+                "counters", "gaps", "ports",
+            ])
+        for question in Question.all {
+            let answer = try ask(question.name)
+            #expect(!question.summary.isEmpty)
+            #expect(answer.rows.allSatisfy { $0.count == question.columns.count }, "\(question.name)")
+        }
+    }
+}
