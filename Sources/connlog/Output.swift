@@ -184,11 +184,25 @@ final class RecordWriter {
         return "\"" + text.replacingAll("\"", with: "\"\"") + "\""
     }
 
+    /// `2026-11-24T03:12:00.123Z`.
+    static func isTimestamp(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        return bytes.count == 24 && bytes[4] == UInt8(ascii: "-") && bytes[10] == UInt8(ascii: "T") && bytes[23] == UInt8(ascii: "Z")
+    }
+
     /// Widest cell shown in a table; longer values are cut with an ellipsis (the other formats keep them whole).
     static let maximumCellWidth = 48
 
     private func renderTable() -> String {
-        let cells = tableRows.map { row in
+        var rows = tableRows
+        // ISO times take 24 columns each; when they all fall on one day, the day is said once.
+        var preamble = ""
+        let times = rows.flatMap { $0.filter(Self.isTimestamp) }
+        if let first = times.first, times.allSatisfy({ $0.prefix(10) == first.prefix(10) }) {
+            rows = rows.map { $0.map { Self.isTimestamp($0) ? String($0.dropFirst(11).dropLast()) : $0 } }
+            preamble = "times are UTC on \(first.prefix(10))\n"
+        }
+        let cells = rows.map { row in
             row.map { $0.count > Self.maximumCellWidth ? String($0.prefix(Self.maximumCellWidth - 1)) + "…" : $0 }
         }
         var widths = columns.map(\.count)
@@ -196,7 +210,8 @@ final class RecordWriter {
             for (index, cell) in row.enumerated() where index < widths.count { widths[index] = max(widths[index], cell.count) }
         }
         let numeric = columns.indices.map { index in
-            !cells.isEmpty && cells.allSatisfy { row in index < row.count && (row[index] == "-" || Double(row[index]) != nil) }
+            cells.contains { row in index < row.count && Double(row[index]) != nil }
+                && cells.allSatisfy { row in index < row.count && (row[index] == "-" || Double(row[index]) != nil) }
         }
         func line(_ row: [String]) -> String {
             row.enumerated().map { index, cell in
@@ -204,7 +219,7 @@ final class RecordWriter {
                 return numeric[index] ? padding + cell : (index == row.count - 1 ? cell : cell + padding)
             }.joined(separator: "  ")
         }
-        var text = line(columns) + "\n"
+        var text = preamble + line(columns) + "\n"
         text += line(widths.map { String(repeating: "-", count: $0) }) + "\n"
         for row in cells { text += line(row) + "\n" }
         if cells.isEmpty { text += "(no rows)\n" }

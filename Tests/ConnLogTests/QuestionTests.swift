@@ -113,6 +113,8 @@ struct QuestionTests {
         // The gap is reported with the answer.
         #expect(answer.context.gaps == [Gap(from: Self.t0 + 5000, to: Self.t0 + 10_000, reason: "gap")])
         #expect(answer.context.notes.contains { $0.contains("1 gap") })
+        #expect(answer.context.notes.contains { $0.hasPrefix("2 connection(s) ended `ambiguous`, in 1 sample(s)") })
+        #expect(try ask("peers").context.notes.contains { $0.hasPrefix("1 connection(s) were already open when observation began") })
         #expect(try ask("resets") { $0.peer = "10.0.0.9" }.rows.count == 1)
         #expect(try ask("resets") { $0.until = Self.t0 + 1500 }.rows.allSatisfy { $0[1] == "0" })
     }

@@ -10,6 +10,7 @@ extension Question {
         accepts: [.since, .until, .limit, .peer, .port],
         columns: ["peer", "resets", "failed_connects", "ambiguous", "connections", "last_reset"],
         caveats: [],
+        blindSpots: [.ambiguousEndings],
         sql: """
             SELECT ra.text AS peer,
                    sum(c.end_reason = 3 AND c.closed_at BETWEEN :since AND :until) AS resets,
@@ -118,6 +119,7 @@ extension Question {
         accepts: [.since, .until, .limit, .peer, .port],
         columns: ["peer", "connections", "opens", "closes", "resets", "first_seen", "last_seen"],
         caveats: [],
+        blindSpots: [.ambiguousEndings, .preexisting],
         sql: """
             SELECT ra.text AS peer, count(*) AS connections,
                    sum(c.first_seen >= :since AND c.preexisting = 0) AS opens,

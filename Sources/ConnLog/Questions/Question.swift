@@ -56,11 +56,21 @@ public struct Question: Sendable {
     public let columns: [String]
     /// Notes that always go with the answer, saying what it leaves out.
     public let caveats: [String]
+    /// What the answer should say it could not tell, counted over the time asked about.
+    public var blindSpots: Set<BlindSpot> = []
     /// SQL over the schema with the named parameters of ``QuestionParameters``.
     public let sql: String
 
     /// The question called `name`, or nil.
     public static func named(_ name: String) -> Question? { all.first { $0.name == name } }
+}
+
+/// Something an answer's numbers hide unless it is said.
+public enum BlindSpot: Sendable {
+    /// Connections counted `ambiguous`, and in how many samples the reset counter could not tell.
+    case ambiguousEndings
+    /// Connections already open when observation began: their first_seen is a lower bound.
+    case preexisting
 }
 
 /// SQL fragments the questions share.

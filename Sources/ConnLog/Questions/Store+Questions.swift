@@ -21,7 +21,8 @@ extension Store {
     public func ask(
         _ question: Question, _ parameters: QuestionParameters, row: ([SQLValue]) throws -> Void
     ) throws -> AnswerContext {
-        let context = try coverage(parameters, caveats: question.caveats)
+        var context = try coverage(parameters, caveats: question.caveats)
+        context.notes += try blindSpotNotes(question.blindSpots, parameters)
         let statement = try database.cached(question.sql)
         defer { statement.reset() }
         try statement.bind(named: parameters.sqlValues)
@@ -32,6 +33,39 @@ extension Store {
         var answered = context
         answered.columns = question.columns
         return answered
+    }
+
+    /// Says what the numbers hide: ambiguous endings and connections whose start is unknown.
+    func blindSpotNotes(_ spots: Set<BlindSpot>, _ parameters: QuestionParameters) throws -> [String] {
+        let values = parameters.sqlValues
+        var notes: [String] = []
+        if spots.contains(.ambiguousEndings) {
+            let statement = try database.cached(
+                """
+                SELECT (SELECT count(*) FROM connections WHERE end_reason = 5 AND closed_at BETWEEN :since AND :until),
+                       (SELECT count(*) FROM samples WHERE at BETWEEN :since AND :until AND reset_candidates > 0
+                          AND (resets IS NULL OR resets < reset_candidates) AND resets IS NOT 0)
+                """)
+            defer { statement.reset() }
+            try statement.bind(named: values)
+            if try statement.step(), statement.int64(0) > 0 {
+                notes.append(
+                    "\(statement.int64(0)) connection(s) ended `ambiguous`, in \(statement.int64(1)) sample(s) where the kernel counted fewer resets than connections went straight from ESTABLISHED to gone (samples.resets < samples.reset_candidates): some of them were resets"
+                )
+            }
+        }
+        if spots.contains(.preexisting) {
+            let statement = try database.cached(
+                "SELECT count(*) FROM connections c WHERE c.preexisting = 1 AND c.direction <> 0 AND \(Fragment.alive)")
+            defer { statement.reset() }
+            try statement.bind(named: values)
+            if try statement.step(), statement.int64(0) > 0 {
+                notes.append(
+                    "\(statement.int64(0)) connection(s) were already open when observation began: their first_seen is a lower bound, and they are not counted as opens"
+                )
+            }
+        }
+        return notes
     }
 
     /// Gaps within the time asked about, and notes on what could not be seen there.
