@@ -143,6 +143,24 @@ struct TimeTextTests {
         #expect(TimeText.duration(86_400_000) == "1d")
     }
 
+    @Test func instantsInEachAcceptedForm() {
+        let now: Int64 = 1_795_489_920_123
+        let midnight: Int64 = 1_795_478_400_000  // 2026-11-24T00:00:00Z
+        #expect(TimeText.instant("2026-11-24T03:12:00Z", now: now) == midnight + 3 * 3_600_000 + 12 * 60_000)
+        #expect(TimeText.instant("2026-11-24 03:12", now: now) == midnight + 3 * 3_600_000 + 12 * 60_000)
+        #expect(TimeText.instant("2026-11-24T03:12:00.5", now: now) == midnight + 3 * 3_600_000 + 12 * 60_000 + 500)
+        #expect(TimeText.instant("2026-11-24T04:12:00+01:00", now: now) == midnight + 3 * 3_600_000 + 12 * 60_000)
+        #expect(TimeText.instant("2026-11-23T22:12:00-05:00", now: now) == midnight + 3 * 3_600_000 + 12 * 60_000)
+        #expect(TimeText.instant("2026-11-24", now: now) == midnight)
+        #expect(TimeText.instant("15m", now: now) == now - 900_000)
+        #expect(TimeText.instant(" 7d ", now: now) == now - 7 * 86_400_000)
+        for bad in [
+            "", "yesterday", "2026-13-01", "2026-02-30", "2026-11-24T25:00", "2026-11-24T03:12:00+1", "2026-11-24X03:12", "24/11/2026",
+        ] {
+            #expect(TimeText.instant(bad, now: now) == nil, "\(bad)")
+        }
+    }
+
     @Test func iso8601() {
         #expect(TimeText.iso8601(0) == "1970-01-01T00:00:00.000Z")
         #expect(TimeText.iso8601(1_795_489_920_123) == "2026-11-24T03:12:00.123Z")

@@ -195,6 +195,19 @@ struct QueryOutputTests {
         #expect(list.stdout.split(separator: "\n").count == Question.all.count)
     }
 
+    @Test func everyCommandHasHelpWithExamplesAndIsInTheReadme() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let readme = try String(
+            contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent().appendingPathComponent("README.md"), encoding: .utf8)
+        for command in ["collect", "status", "query", "sql", "netstat", "export"] {
+            let help = try run([command, "--help"])
+            #expect(help.status == 0, "\(command)")
+            #expect(help.stdout.contains("Examples:"), "\(command)")
+            #expect(readme.contains("connlog \(command)"), "\(command)")
+        }
+    }
+
     @Test func exportWritesABundleOnceAndNeverOverwrites() throws {
         defer { try? FileManager.default.removeItem(at: directory) }
         let bundle = directory.appendingPathComponent("incident").path
