@@ -48,6 +48,7 @@ struct ExportCommand: ParsableCommand {
             let parameters = QuestionParameters(since: since, until: until, bucket: bucket?.milliseconds ?? 60_000, now: now)
             var files: [(name: String, summary: String, rows: Int)] = []
             var notes: [String] = []
+            var seenNotes: Set<String> = []
             for question in Question.all + [Question.rawEvents] {
                 let sink = try OutputSink(path: "\(staging)/\(question.name).csv")
                 let writer = RecordWriter(format: .csv, columns: question.columns, sink: sink)
@@ -58,7 +59,9 @@ struct ExportCommand: ParsableCommand {
                 }
                 try sink.commit()
                 files.append((question.name + ".csv", question.summary, rows))
-                notes = context.notes.filter { !question.caveats.contains($0) }
+                for note in context.notes where !question.caveats.contains(note) && seenNotes.insert(note).inserted {
+                    notes.append(note)
+                }
             }
             let readme = Self.readme(since: since, until: until, now: now, database: database.path, files: files, notes: notes)
             let sink = try OutputSink(path: "\(staging)/README.txt")

@@ -45,7 +45,12 @@ struct NetstatCommand: ParsableCommand {
         let now = wallClockMilliseconds()
         let moment = TimeText.instant(at, now: now)!
         let store = try Store(path: database.path, access: .read)
-        let sink = try OutputSink(path: output.output)
+        guard try store.database.scalarInt("SELECT count(*) FROM samples WHERE at <= ?", [.integer(moment)]) ?? 0 > 0 else {
+            let first =
+                try store.database.scalarInt("SELECT min(at) FROM samples").map { "; recording began at \(TimeText.iso8601($0))" } ?? ""
+            throw ConnLogError("nothing was recorded at or before \(TimeText.iso8601(moment))\(first)")
+        }
+        let sink = try OutputSink(path: output.output, protecting: database.path)
         do {
             if output.format == .table {
                 var rows: [[SQLValue]] = []

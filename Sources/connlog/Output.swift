@@ -29,11 +29,17 @@ struct OutputOptions: ParsableArguments {
 /// Bytes on their way to stdout or to a file that appears, whole, only when committed.
 final class OutputSink {
     private var buffer: [UInt8] = []
+    /// The first write that failed; a sink that lost bytes must never be committed.
+    private var failure: ConnLogError?
     private let fd: Int32
     private let temporaryPath: String?
     private let finalPath: String?
 
-    init(path: String?) throws {
+    /// - Parameter protecting: a database whose files the output must not replace.
+    init(path: String?, protecting database: String? = nil) throws {
+        if let path, let database, Self.sameFile(path, asAnyOf: [database, database + "-wal", database + "-shm"]) {
+            throw ConnLogError("--output \(path) is the database itself; choose another file")
+        }
         guard let path else {
             fd = 1
             temporaryPath = nil
@@ -51,8 +57,20 @@ final class OutputSink {
     }
 
     func write(_ text: String) {
+        guard failure == nil else { return }
         buffer.append(contentsOf: text.utf8)
-        if buffer.count >= 1 << 16 { try? flush() }
+        if buffer.count >= 1 << 16 {
+            do { try flush() } catch { failure = error as? ConnLogError ?? ConnLogError("\(error)") }
+        }
+    }
+
+    private static func sameFile(_ path: String, asAnyOf others: [String]) -> Bool {
+        var target = stat()
+        guard stat(path, &target) == 0 else { return false }
+        return others.contains { other in
+            var info = stat()
+            return stat(other, &info) == 0 && info.st_dev == target.st_dev && info.st_ino == target.st_ino
+        }
     }
 
     func flush() throws {
@@ -72,7 +90,14 @@ final class OutputSink {
 
     /// Writes what is left; for a file, syncs it and renames it into place.
     func commit() throws {
-        try flush()
+        if let failure {
+            abandon()
+            throw failure
+        }
+        do { try flush() } catch {
+            abandon()
+            throw error
+        }
         guard let temporaryPath, let finalPath else { return }
         guard fsync(fd) == 0, close(fd) == 0, rename(temporaryPath, finalPath) == 0 else {
             let message = String(cString: strerror(errno))
@@ -100,10 +125,15 @@ final class RecordWriter {
 
     init(format: RecordFormat, columns: [String], sink: OutputSink) {
         self.format = format
-        self.columns = columns
+        // JSON objects need distinct keys: a second "a" becomes "a_2".
+        var seen: [String: Int] = [:]
+        self.columns = columns.map { name in
+            seen[name, default: 0] += 1
+            return seen[name]! == 1 ? name : "\(name)_\(seen[name]!)"
+        }
         self.sink = sink
         switch format {
-        case .csv: sink.write(columns.map(Self.csvField).joined(separator: ",") + "\r\n")
+        case .csv: sink.write(self.columns.map(Self.csvField).joined(separator: ",") + "\r\n")
         case .json: sink.write("{\"rows\": [")
         case .table, .ndjson: break
         }
@@ -174,14 +204,38 @@ final class RecordWriter {
 
     static func tableText(_ value: SQLValue) -> String {
         if case .null = value { return "-" }
-        // One line per row: a newline or tab inside a value would break the columns.
-        return plainText(value).map { $0 == "\n" || $0 == "\r" || $0 == "\t" ? " " : $0 }.reduce(into: "") { $0.append($1) }
+        // One line per row: a line break, tab or other control character would break the columns.
+        var scalars = String.UnicodeScalarView()
+        for scalar in plainText(value).unicodeScalars {
+            scalars.append(scalar.value < 0x20 || scalar.value == 0x7F ? " " : scalar)
+        }
+        return String(scalars)
     }
 
     /// RFC 4180: quote a field holding a comma, a quote or a line break; double the quotes.
+    /// Checked by scalar: "\r\n", or a comma followed by a combining mark, is one Character.
     static func csvField(_ text: String) -> String {
-        guard text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return text }
-        return "\"" + text.replacingAll("\"", with: "\"\"") + "\""
+        let special: Set<Unicode.Scalar> = [",", "\"", "\n", "\r"]
+        guard text.unicodeScalars.contains(where: special.contains) else { return text }
+        var scalars = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars {
+            if scalar == "\"" { scalars.append("\"") }
+            scalars.append(scalar)
+        }
+        return "\"" + String(scalars) + "\""
+    }
+
+    /// Terminal columns a text takes: East Asian wide characters take two, combining marks none.
+    static func displayWidth(_ text: String) -> Int {
+        text.unicodeScalars.reduce(0) { width, scalar in
+            switch scalar.value {
+            case 0x0300...0x036F, 0x200B...0x200F, 0xFE00...0xFE0F: return width
+            case 0x1100...0x115F, 0x2E80...0xA4CF, 0xAC00...0xD7A3, 0xF900...0xFAFF, 0xFE30...0xFE4F, 0xFF00...0xFF60,
+                0xFFE0...0xFFE6, 0x1F300...0x1F64F, 0x1F900...0x1F9FF, 0x20000...0x3FFFD:
+                return width + 2
+            default: return width + 1
+            }
+        }
     }
 
     /// `2026-11-24T03:12:00.123Z`.
@@ -203,11 +257,13 @@ final class RecordWriter {
             preamble = "times are UTC on \(first.prefix(10))\n"
         }
         let cells = rows.map { row in
-            row.map { $0.count > Self.maximumCellWidth ? String($0.prefix(Self.maximumCellWidth - 1)) + "…" : $0 }
+            row.map { Self.displayWidth($0) > Self.maximumCellWidth ? String($0.prefix(Self.maximumCellWidth - 1)) + "…" : $0 }
         }
-        var widths = columns.map(\.count)
+        var widths = columns.map(Self.displayWidth)
         for row in cells {
-            for (index, cell) in row.enumerated() where index < widths.count { widths[index] = max(widths[index], cell.count) }
+            for (index, cell) in row.enumerated() where index < widths.count {
+                widths[index] = max(widths[index], Self.displayWidth(cell))
+            }
         }
         let numeric = columns.indices.map { index in
             cells.contains { row in index < row.count && Double(row[index]) != nil }
@@ -215,7 +271,7 @@ final class RecordWriter {
         }
         func line(_ row: [String]) -> String {
             row.enumerated().map { index, cell in
-                let padding = String(repeating: " ", count: widths[index] - cell.count)
+                let padding = String(repeating: " ", count: max(0, widths[index] - Self.displayWidth(cell)))
                 return numeric[index] ? padding + cell : (index == row.count - 1 ? cell : cell + padding)
             }.joined(separator: "  ")
         }
@@ -240,9 +296,4 @@ extension String {
         self = String([digits[Int(byte >> 4)], digits[Int(byte & 0xF)]])
     }
 
-    func replacingAll(_ target: Character, with replacement: String) -> String {
-        var result = ""
-        for character in self { if character == target { result += replacement } else { result.append(character) } }
-        return result
-    }
 }

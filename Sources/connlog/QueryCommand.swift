@@ -93,7 +93,12 @@ struct QueryCommand: ParsableCommand {
             since: since, until: until, limit: limit, peer: peer.flatMap(normalizedAddress), port: port,
             state: state.flatMap { TCPState(name: $0) }, bucket: bucket?.milliseconds ?? 60_000, counter: counter, now: now)
         let store = try Store(path: database.path, access: .read)
-        let sink = try OutputSink(path: output.output)
+        if let counter, try store.database.scalarInt("SELECT count(*) FROM counter_names WHERE name = ?", [.text(counter)]) == 0 {
+            throw ValidationError(
+                "no counter called '\(counter)' was recorded; names look like Tcp.RetransSegs or TcpExt.ListenOverflows (connlog sql \"SELECT name FROM counter_names\" lists them)"
+            )
+        }
+        let sink = try OutputSink(path: output.output, protecting: database.path)
         do {
             let writer = RecordWriter(format: output.format, columns: question.columns, sink: sink)
             let context = try store.ask(question, parameters) { writer.write($0) }

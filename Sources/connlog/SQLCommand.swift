@@ -37,7 +37,7 @@ struct SQLCommand: ParsableCommand {
 
     func run() throws {
         let store = try Store(path: database.path, access: .read)
-        let sink = try OutputSink(path: output.output)
+        let sink = try OutputSink(path: output.output, protecting: database.path)
         var writer: RecordWriter?
         var rows = 0
         do {

@@ -195,6 +195,65 @@ struct QueryOutputTests {
         #expect(list.stdout.split(separator: "\n").count == Question.all.count)
     }
 
+    @Test func outputNeverReplacesTheDatabaseNorCommitsAShortFile() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let before = try fileBytes()
+        let clobber = try run(["sql", "SELECT 1 AS x", "--db", db, "--output", db])
+        #expect(clobber.status == 1)
+        #expect(clobber.stderr.contains("is the database itself"))
+        #expect(try fileBytes() == before)
+        // A file-size limit makes a write fail half-way: nothing may appear under the name asked for.
+        let target = directory.appendingPathComponent("big.csv").path
+        let limited = try run(
+            [
+                "-c",
+                "ulimit -f 100; trap '' XFSZ; exec \"$0\" sql \"SELECT printf('%.*c', 200000, 'x') AS x\" --format csv --output \"$1\" --db \"$2\"",
+                connlogBinary.path, target, db,
+            ], executable: URL(fileURLWithPath: "/bin/sh"))
+        #expect(limited.status == 1)
+        #expect(limited.stderr.contains("cannot write"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasPrefix("big.csv") }.isEmpty)
+    }
+
+    @Test func sqlReadsTableValuedFunctionsButNotPointersOrHugeValues() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        #expect(try run(["sql", "SELECT value FROM json_each('[1,2]')", "--format", "csv", "--db", db]).stdout == "value\r\n1\r\n2\r\n")
+        #expect(
+            try run(["sql", "SELECT name FROM pragma_table_info('samples') LIMIT 1", "--format", "csv", "--db", db]).stdout
+                == "name\r\nid\r\n")
+        #expect(try run(["sql", "SELECT 1 AS x; -- a comment", "--db", db]).status == 0)
+        let pointer = try run(["sql", "SELECT fts3_tokenizer('simple')", "--db", db])
+        #expect(pointer.status == 1)
+        #expect(pointer.stderr.contains("fts3_tokenizer() is refused"))
+        let huge = try run(["sql", "SELECT length(printf('%.*c', 300000000, 'x'))", "--timeout", "1s", "--db", db])
+        #expect(huge.status == 1)
+        #expect(huge.stderr.contains("larger than 16 MiB") || huge.stderr.contains("longer than --timeout"), "\(huge.stderr)")
+    }
+
+    @Test func csvQuotesByScalarNotByCharacter() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let outcome = try run([
+            "sql", "SELECT 'a' || char(13, 10) || 'b' AS crlf, 'x,' || char(769) || 'y' AS mark, 'a' || char(0) || 'b' AS nul", "--format",
+            "csv", "--db", db,
+        ])
+        #expect(outcome.stdout == "crlf,mark,nul\r\n\"a\r\nb\",\"x,\u{0301}y\",a\u{0000}b\r\n")
+        let table = try run(["sql", "SELECT 'a' || char(13, 10) || 'b' AS crlf", "--db", db])
+        #expect(table.stdout.split(separator: "\n").count == 3)
+    }
+
+    @Test func mistakesAreNamed() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let counter = try run(["query", "counters", "--counter", "Tcp.EstabReset", "--db", db])
+        #expect(counter.status == 64)
+        #expect(counter.stderr.contains("no counter called 'Tcp.EstabReset'"))
+        let folder = try run(["status", "--db", directory.path])
+        #expect(folder.status == 1)
+        #expect(folder.stderr.contains("is a directory"))
+        let early = try run(["netstat", "--at", "1990-01-01", "--db", db])
+        #expect(early.status == 1)
+        #expect(early.stderr.contains("nothing was recorded at or before 1990-01-01T00:00:00.000Z"))
+    }
+
     @Test func everyCommandHasHelpWithExamplesAndIsInTheReadme() throws {
         defer { try? FileManager.default.removeItem(at: directory) }
         let readme = try String(
@@ -220,6 +279,9 @@ struct QueryOutputTests {
         #expect(events.split(separator: "\r\n").count == 3)
         let readme = try String(contentsOfFile: "\(bundle)/README.txt", encoding: .utf8)
         #expect(readme.contains("resets.csv"))
+        // The two fixture connections were there when recording began: the bundle says so.
+        #expect(readme.contains("What could not be seen:"))
+        #expect(readme.contains("already open when observation began"))
         let again = try run(["export", "--dir", bundle, "--db", db])
         #expect(again.status == 1)
         #expect(again.stderr.contains("already exists"))

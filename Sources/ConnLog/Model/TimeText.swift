@@ -104,7 +104,9 @@ public enum TimeText {
                 } else if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") {
                     let sign: Int64 = bytes[index] == UInt8(ascii: "+") ? 1 : -1
                     index += 1
-                    guard let oh = number(2), expect(":"), let om = number(2), oh < 24, om < 60 else { return nil }
+                    guard let oh = number(2) else { return nil }
+                    _ = expect(":")  // +01:00 and +0100 are both ISO-8601
+                    guard let om = number(2), oh < 24, om < 60 else { return nil }
                     offset = sign * (Int64(oh) * 3600 + Int64(om) * 60) * 1000
                 } else {
                     return nil

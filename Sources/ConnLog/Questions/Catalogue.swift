@@ -123,7 +123,7 @@ extension Question {
         sql: """
             SELECT ra.text AS peer, count(*) AS connections,
                    sum(c.first_seen >= :since AND c.preexisting = 0) AS opens,
-                   sum(c.closed_at BETWEEN :since AND :until) AS closes,
+                   sum(c.closed_at BETWEEN :since AND :until AND c.end_reason IS NOT 7) AS closes,
                    sum(c.end_reason = 3 AND c.closed_at BETWEEN :since AND :until) AS resets,
                    \(Fragment.iso("min(c.first_seen)")) AS first_seen,
                    \(Fragment.iso("max(COALESCE(c.last_seen, \(Fragment.latestSample)))")) AS last_seen
@@ -139,13 +139,15 @@ extension Question {
         summary: "listening sockets: first and last seen, when each appeared and disappeared",
         accepts: [.since, .until, .limit, .port],
         columns: ["local", "program", "first_seen", "last_seen", "appeared", "disappeared", "status"],
-        caveats: ["appeared is empty for a listener already there when observation began; disappeared is empty while it listens"],
+        caveats: [
+            "appeared is empty for a listener already there when observation began; disappeared is empty while it listens, or when it went while nothing was recording"
+        ],
         sql: """
             SELECT \(Fragment.endpoint("la", "c.local_port")) AS local, p.name AS program,
                    \(Fragment.iso("c.first_seen")) AS first_seen,
                    \(Fragment.iso("COALESCE(c.last_seen, \(Fragment.latestSample))")) AS last_seen,
                    CASE WHEN c.preexisting = 1 THEN NULL ELSE \(Fragment.iso("c.first_seen")) END AS appeared,
-                   \(Fragment.iso("c.closed_at")) AS disappeared,
+                   CASE WHEN c.end_reason = 7 THEN NULL ELSE \(Fragment.iso("c.closed_at")) END AS disappeared,
                    CASE WHEN c.closed_at IS NULL THEN 'listening'
                         WHEN c.end_reason = 7 THEN 'gone while not recording' ELSE 'closed' END AS status
             FROM connections c
@@ -161,11 +163,14 @@ extension Question {
         summary: "opens, closes, resets and failed connects per time bucket (--bucket)",
         accepts: [.since, .until, .limit, .peer, .port, .bucket],
         columns: ["bucket", "opens", "closes", "resets", "failed_connects"],
-        caveats: ["buckets with no event are not listed", "sockets already there when observation began are not counted as opens"],
+        caveats: [
+            "buckets with no event are not listed",
+            "sockets already there when observation began are not counted as opens, nor closes that happened while nothing was recording",
+        ],
         sql: """
             SELECT \(Fragment.iso("(s.at / :bucket) * :bucket")) AS bucket,
                    sum(e.kind = 1 AND c.preexisting = 0) AS opens,
-                   sum(e.kind = 3) AS closes,
+                   sum(e.kind = 3 AND c.end_reason IS NOT 7) AS closes,
                    sum(e.kind = 3 AND c.end_reason = 3) AS resets,
                    sum(e.kind = 3 AND c.end_reason = 6) AS failed_connects
             FROM events e
@@ -214,19 +219,39 @@ extension Question {
         summary: "kernel TCP counter increases and rates per time bucket (--bucket, --counter), like sar -n ETCP",
         accepts: [.since, .until, .limit, .bucket, .counter],
         columns: ["bucket", "counter", "increase", "per_second"],
-        caveats: ["buckets in which a counter did not move are not listed", "increases are never taken across a gap or reboot"],
+        caveats: [
+            "buckets in which a counter did not move are not listed",
+            "increases are never taken across a gap or reboot; per_second divides by the time the samples in the bucket covered",
+        ],
         sql: """
-            WITH changes AS (
+            WITH runs AS (
+                -- A run is observation without a gap or reboot; counters keep counting across it.
+                SELECT w.id AS window_id,
+                       (SELECT max(r.id) FROM windows r WHERE r.namespace_id = w.namespace_id AND r.id <= w.id
+                          AND r.start_reason IN ('first', 'gap', 'reboot')) AS run
+                FROM windows w
+            ),
+            starts AS (
+                SELECT min(s.id) AS id FROM samples s JOIN windows w ON w.id = s.window_id
+                WHERE w.start_reason IN ('first', 'gap', 'reboot') GROUP BY w.id
+            ),
+            changes AS (
                 SELECT cn.name, s.at,
-                       c.value - LAG(c.value) OVER (PARTITION BY c.counter_id, s.window_id ORDER BY c.sample_id) AS increase
+                       c.value - LAG(c.value) OVER (PARTITION BY c.counter_id, runs.run ORDER BY c.sample_id) AS increase
                 FROM counters c
                 JOIN samples s ON s.id = c.sample_id
+                JOIN runs ON runs.window_id = s.window_id
                 JOIN counter_names cn ON cn.id = c.counter_id
                 WHERE (:counter IS NULL AND cn.name IN (\(rateCounters.map { "'\($0)'" }.joined(separator: ", "))))
                    OR cn.name = :counter
+            ),
+            covered AS (
+                SELECT at / :bucket AS slot, sum(at - after) AS milliseconds
+                FROM samples WHERE after IS NOT NULL AND id NOT IN (SELECT id FROM starts) AND at BETWEEN :since AND :until
+                GROUP BY at / :bucket
             )
             SELECT \(Fragment.iso("(at / :bucket) * :bucket")) AS bucket, name AS counter, sum(increase) AS increase,
-                   round(sum(increase) * 1000.0 / :bucket, 3) AS per_second
+                   round(sum(increase) * 1000.0 / max(1, (SELECT milliseconds FROM covered WHERE slot = at / :bucket)), 3) AS per_second
             FROM changes
             WHERE increase IS NOT NULL AND increase <> 0 AND at BETWEEN :since AND :until
             GROUP BY at / :bucket, name
@@ -278,7 +303,7 @@ extension Question {
             SELECT CASE WHEN service_port < 1024 THEN 'well-known' WHEN service_port < 49152 THEN 'registered'
                         ELSE 'dynamic' END AS port_class,
                    count(*) AS connections, sum(direction = 1) AS inbound, sum(direction = 2) AS outbound,
-                   sum(direction = 0) AS listeners, sum(end_reason = 3) AS resets
+                   sum(direction = 0) AS listeners, sum(end_reason = 3 AND closed_at BETWEEN :since AND :until) AS resets
             FROM classified
             GROUP BY port_class
             ORDER BY min(service_port)

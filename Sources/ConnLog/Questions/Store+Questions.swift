@@ -42,7 +42,9 @@ extension Store {
         if spots.contains(.ambiguousEndings) {
             let statement = try database.cached(
                 """
-                SELECT (SELECT count(*) FROM connections WHERE end_reason = 5 AND closed_at BETWEEN :since AND :until),
+                SELECT (SELECT count(*) FROM connections c JOIN addresses ra ON ra.id = c.remote_address
+                        WHERE c.end_reason = 5 AND c.closed_at BETWEEN :since AND :until
+                          AND \(Fragment.peerFilter) AND \(Fragment.portFilter)),
                        (SELECT count(*) FROM samples WHERE at BETWEEN :since AND :until AND reset_candidates > 0
                           AND (resets IS NULL OR resets < reset_candidates) AND resets IS NOT 0)
                 """)
@@ -56,7 +58,10 @@ extension Store {
         }
         if spots.contains(.preexisting) {
             let statement = try database.cached(
-                "SELECT count(*) FROM connections c WHERE c.preexisting = 1 AND c.direction <> 0 AND \(Fragment.alive)")
+                """
+                SELECT count(*) FROM connections c JOIN addresses ra ON ra.id = c.remote_address
+                WHERE c.preexisting = 1 AND c.direction <> 0 AND \(Fragment.alive) AND \(Fragment.peerFilter) AND \(Fragment.portFilter)
+                """)
             defer { statement.reset() }
             try statement.bind(named: values)
             if try statement.step(), statement.int64(0) > 0 {

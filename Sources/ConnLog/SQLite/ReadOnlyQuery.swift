@@ -1,4 +1,6 @@
 import CSQLite
+import Dispatch
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -7,16 +9,63 @@ import CSQLite
 /// Why the authorizer refused a statement, filled in by the C callback.
 private final class Refusal {
     var reason: String?
-    var deadline: Int64 = .max
-    var timedOut = false
+}
+
+/// Time spent inside SQLite, against a budget: waiting for a slow reader of the output does not count.
+private final class QueryClock: Sendable {
+    private struct State {
+        var used: Int64 = 0
+        var steppingSince: Int64?
+        var done = false
+        var timedOut = false
+    }
+    private let state = Mutex(State())
+    let budget: Int64
+
+    init(budgetNanoseconds: Int64) { budget = budgetNanoseconds }
+
+    static func now() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+    }
+
+    func startStep() { state.withLock { $0.steppingSince = Self.now() } }
+
+    func endStep() {
+        state.withLock { state in
+            if let since = state.steppingSince { state.used += Self.now() - since }
+            state.steppingSince = nil
+        }
+    }
+
+    /// Whether the budget is spent; marks the query as timed out when it is.
+    func isOverBudget() -> Bool {
+        state.withLock { state in
+            let running = state.steppingSince.map { Self.now() - $0 } ?? 0
+            if state.used + running > budget { state.timedOut = true }
+            return state.timedOut
+        }
+    }
+
+    var timedOut: Bool { state.withLock { $0.timedOut } }
+    var isDone: Bool { state.withLock { $0.done } }
+    func finish() { state.withLock { $0.done = true } }
+}
+
+/// The connection to interrupt from the watchdog; `sqlite3_interrupt` is safe from any thread.
+private struct InterruptTarget: @unchecked Sendable {
+    let handle: OpaquePointer
 }
 
 /// Pragmas that only read when given no value.
 private let readablePragmas: Set<String> = [
     "database_list", "collation_list", "function_list", "pragma_list", "table_list", "user_version", "schema_version",
-    "page_count", "page_size", "freelist_count", "journal_mode", "encoding", "compile_options", "integrity_check",
-    "quick_check",
+    "page_count", "page_size", "freelist_count", "encoding", "compile_options", "integrity_check", "quick_check",
 ]
+
+/// Functions that load code, touch files or hand out pointers.
+private let refusedFunctions: Set<String> = ["load_extension", "fts3_tokenizer", "readfile", "writefile", "edit", "fts5"]
 
 /// Pragmas whose argument names what to read (`PRAGMA table_info(samples)`).
 private let describingPragmas: Set<String> = [
@@ -41,8 +90,8 @@ private let authorize:
         case SQLITE_SELECT, SQLITE_READ, SQLITE_RECURSIVE:
             return SQLITE_OK
         case SQLITE_FUNCTION:
-            if let name = two?.lowercased(), name == "load_extension" || name == "readfile" || name == "writefile" || name == "edit" {
-                return deny("the function \(name)() is refused: connlog sql does not load or touch files")
+            if let name = two?.lowercased(), refusedFunctions.contains(name) {
+                return deny("the function \(name)() is refused: connlog sql does not load code, touch files or hand out pointers")
             }
             return SQLITE_OK
         case SQLITE_PRAGMA:
@@ -51,6 +100,10 @@ private let authorize:
             return deny("PRAGMA \(name)\(two.map { " = \($0)" } ?? "") is refused: connlog sql only reads, and changes no setting")
         case SQLITE_ATTACH, SQLITE_DETACH:
             return deny("ATTACH and DETACH are refused: connlog sql reads only this database")
+        case SQLITE_UPDATE where one == "sqlite_master":
+            // SQLite asks this while it sets up a table-valued function (json_each, pragma_table_info);
+            // the connection is read-only and defensive, so no statement can really change the schema.
+            return SQLITE_OK
         case SQLITE_INSERT, SQLITE_UPDATE, SQLITE_DELETE:
             if one == "sqlite_master" || one == "sqlite_schema" || one == "sqlite_temp_master" {
                 return deny("changing the schema (CREATE, DROP, ALTER) is refused: connlog sql only reads")
@@ -65,14 +118,27 @@ private let authorize:
 
 /// The progress handler (`sqlite3_progress_handler`): non-zero stops the statement.
 private let checkDeadline: @convention(c) (UnsafeMutableRawPointer?) -> Int32 = { context in
-    let refusal = Unmanaged<Refusal>.fromOpaque(context!).takeUnretainedValue()
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    if Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec) > refusal.deadline {
-        refusal.timedOut = true
-        return 1
+    Unmanaged<QueryClock>.fromOpaque(context!).takeUnretainedValue().isOverBudget() ? 1 : 0
+}
+
+/// Whether what follows the first statement is only blanks, semicolons and comments.
+private func isOnlyTrivia(_ text: String) -> Bool {
+    var scalars = Substring(text).unicodeScalars[...]
+    while let first = scalars.first {
+        if first == " " || first == "\n" || first == "\t" || first == "\r" || first == ";" {
+            scalars = scalars.dropFirst()
+        } else if scalars.starts(with: "--".unicodeScalars) {
+            scalars = scalars.drop { $0 != "\n" }
+        } else if scalars.starts(with: "/*".unicodeScalars) {
+            scalars = scalars.dropFirst(2)
+            while !scalars.isEmpty && !scalars.starts(with: "*/".unicodeScalars) { scalars = scalars.dropFirst() }
+            guard !scalars.isEmpty else { return false }
+            scalars = scalars.dropFirst(2)
+        } else {
+            return false
+        }
     }
-    return 0
+    return true
 }
 
 extension Database {
@@ -84,24 +150,40 @@ extension Database {
     ) throws {
         let refusal = Refusal()
         let context = Unmanaged.passRetained(refusal)
+        let clock = QueryClock(budgetNanoseconds: (timeoutMilliseconds ?? Int64.max / 1_000_000) * 1_000_000)
+        let clockContext = Unmanaged.passRetained(clock)
+        // A string or blob past 16 MiB is refused, so no single step can run for long.
+        let previousLength = sqlite3_limit(handle, SQLITE_LIMIT_LENGTH, 16 << 20)
         defer {
+            clock.finish()
             sqlite3_set_authorizer(handle, nil, nil)
             sqlite3_progress_handler(handle, 0, nil, nil)
+            sqlite3_limit(handle, SQLITE_LIMIT_LENGTH, previousLength)
             context.release()
+            clockContext.release()
         }
+        _ = connlog_sqlite_db_config_int(handle, SQLITE_DBCONFIG_DEFENSIVE, 1, nil)
         sqlite3_set_authorizer(handle, authorize, context.toOpaque())
-        if let timeoutMilliseconds {
-            var now = timespec()
-            clock_gettime(CLOCK_MONOTONIC, &now)
-            refusal.deadline = Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec) + timeoutMilliseconds * 1_000_000
-            sqlite3_progress_handler(handle, 1000, checkDeadline, context.toOpaque())
+        if timeoutMilliseconds != nil {
+            sqlite3_progress_handler(handle, 100, checkDeadline, clockContext.toOpaque())
+            // The progress handler runs between VM instructions; one slow instruction needs a watchdog.
+            let target = InterruptTarget(handle: handle)
+            DispatchQueue.global().async {
+                while !clock.isDone {
+                    if clock.isOverBudget() {
+                        sqlite3_interrupt(target.handle)
+                        return
+                    }
+                    usleep(20_000)
+                }
+            }
         }
 
         var statement: OpaquePointer?
         var tail: UnsafePointer<CChar>?
         let code = sql.withCString { text in
             let result = sqlite3_prepare_v2(handle, text, -1, &statement, &tail)
-            if result == SQLITE_OK, let tail, !String(cString: tail).allSatisfy({ $0.isWhitespace || $0 == ";" }) {
+            if result == SQLITE_OK, let tail, !isOnlyTrivia(String(cString: tail)) {
                 sqlite3_finalize(statement)
                 statement = nil
                 return SQLITE_MISUSE
@@ -124,11 +206,16 @@ extension Database {
         try columns((0..<count).map { String(cString: sqlite3_column_name(statement, $0)) })
         let reader = Statement(borrowing: statement, connection: handle, sql: sql)
         while true {
+            clock.startStep()
             let result = sqlite3_step(statement)
+            clock.endStep()
             if result == SQLITE_DONE { break }
             guard result == SQLITE_ROW else {
-                if refusal.timedOut {
+                if clock.timedOut {
                     throw ConnLogError("the query ran longer than --timeout and was stopped; narrow it, or give it more time")
+                }
+                if result == SQLITE_TOOBIG {
+                    throw ConnLogError("the query built a value larger than 16 MiB, which connlog sql refuses; narrow it")
                 }
                 throw ConnLogError("the SQL failed: \(String(cString: sqlite3_errmsg(handle)))")
             }

@@ -140,9 +140,11 @@ public final class Statement {
 
     public func double(_ index: Int32) -> Double { sqlite3_column_double(handle, index) }
 
+    /// The column as text, all of it: a NUL inside the value does not end it.
     public func text(_ index: Int32) -> String {
         guard let pointer = sqlite3_column_text(handle, index) else { return "" }
-        return String(cString: pointer)
+        let count = Int(sqlite3_column_bytes(handle, index))
+        return String(decoding: UnsafeBufferPointer(start: pointer, count: count), as: UTF8.self)
     }
 
     public func optionalText(_ index: Int32) -> String? { isNull(index) ? nil : text(index) }

@@ -28,6 +28,9 @@ public final class Store {
     public init(path: String, access: Access) throws(ConnLogError) {
         self.path = path
         let exists = FileReading.exists(path)
+        if FileReading.isDirectory(path) {
+            throw ConnLogError("\(path) is a directory; --db takes a database file (e.g. \(path)/connlog.db)")
+        }
         if access == .read && !exists {
             throw ConnLogError("no connlog database at \(path): run `connlog collect` first, or pass --db")
         }
