@@ -26,6 +26,15 @@ struct OutputOptions: ParsableArguments {
     var output: String?
 }
 
+/// The temporary output file to remove if the user interrupts; read by a signal handler, so a C string.
+nonisolated(unsafe) private var interruptedOutput: UnsafeMutablePointer<CChar>?
+
+/// On SIGINT or SIGTERM while a file is being written: remove the temporary and exit like the signal would.
+private let removeTemporaryOutput: @convention(c) (Int32) -> Void = { signal in
+    if let path = interruptedOutput { unlink(path) }
+    _exit(128 + signal)
+}
+
 /// Bytes on their way to stdout or to a file that appears, whole, only when committed.
 final class OutputSink {
     private var buffer: [UInt8] = []
@@ -54,6 +63,15 @@ final class OutputSink {
         fd = opened
         temporaryPath = temporary
         finalPath = path
+        interruptedOutput = strdup(temporary)
+        signal(SIGINT, removeTemporaryOutput)
+        signal(SIGTERM, removeTemporaryOutput)
+        // A parent may have blocked them (the mask is inherited across exec); Ctrl-C must still work.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGINT)
+        sigaddset(&signals, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &signals, nil)
     }
 
     func write(_ text: String) {
@@ -99,6 +117,7 @@ final class OutputSink {
             throw error
         }
         guard let temporaryPath, let finalPath else { return }
+        defer { forgetTemporary() }
         guard fsync(fd) == 0, close(fd) == 0, rename(temporaryPath, finalPath) == 0 else {
             let message = String(cString: strerror(errno))
             unlink(temporaryPath)
@@ -111,6 +130,14 @@ final class OutputSink {
         guard let temporaryPath else { return }
         close(fd)
         unlink(temporaryPath)
+        forgetTemporary()
+    }
+
+    private func forgetTemporary() {
+        signal(SIGINT, SIG_DFL)
+        signal(SIGTERM, SIG_DFL)
+        free(interruptedOutput)
+        interruptedOutput = nil
     }
 }
 
@@ -238,6 +265,14 @@ final class RecordWriter {
         }
     }
 
+    /// The terminal's width when stdout is one (`TIOCGWINSZ`), else nil.
+    static func terminalWidth() -> Int? {
+        guard isatty(1) == 1 else { return nil }
+        var size = winsize()
+        guard ioctl(1, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 20 else { return 80 }
+        return Int(size.ws_col)
+    }
+
     /// `2026-11-24T03:12:00.123Z`.
     static func isTimestamp(_ text: String) -> Bool {
         let bytes = Array(text.utf8)
@@ -265,6 +300,19 @@ final class RecordWriter {
                 widths[index] = max(widths[index], Self.displayWidth(cell))
             }
         }
+        // On a terminal, narrow the widest columns until the table fits (csv and json keep every value whole).
+        let screen = Self.terminalWidth()
+        while let screen, widths.reduce(2 * (widths.count - 1), +) > screen,
+            let widest = widths.indices.max(by: { widths[$0] < widths[$1] }), widths[widest] > 12
+        {
+            widths[widest] -= 1
+        }
+        let fitted = cells.map { row in
+            row.enumerated().map { index, cell in
+                index < widths.count && Self.displayWidth(cell) > widths[index]
+                    ? String(cell.prefix(max(1, widths[index] - 1))) + "…" : cell
+            }
+        }
         let numeric = columns.indices.map { index in
             cells.contains { row in index < row.count && Double(row[index]) != nil }
                 && cells.allSatisfy { row in index < row.count && (row[index] == "-" || Double(row[index]) != nil) }
@@ -275,9 +323,14 @@ final class RecordWriter {
                 return numeric[index] ? padding + cell : (index == row.count - 1 ? cell : cell + padding)
             }.joined(separator: "  ")
         }
-        var text = preamble + line(columns) + "\n"
+        var text =
+            preamble
+            + line(
+                columns.enumerated().map { index, name in
+                    Self.displayWidth(name) > widths[index] ? String(name.prefix(max(1, widths[index] - 1))) + "…" : name
+                }) + "\n"
         text += line(widths.map { String(repeating: "-", count: $0) }) + "\n"
-        for row in cells { text += line(row) + "\n" }
+        for row in fitted { text += line(row) + "\n" }
         if cells.isEmpty { text += "(no rows)\n" }
         return text
     }

@@ -215,6 +215,23 @@ struct QueryOutputTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasPrefix("big.csv") }.isEmpty)
     }
 
+    @Test func anInterruptedOutputLeavesNoFileBehind() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let target = directory.appendingPathComponent("long.csv").path
+        let child = try start([
+            "sql", "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) SELECT x FROM n", "--format", "csv",
+            "--output", target, "--db", db,
+        ])
+        #expect(
+            waitUntil(seconds: 20) {
+                (try? FileManager.default.contentsOfDirectory(atPath: directory.path))?.contains { $0.hasPrefix("long.csv.tmp") } == true
+            })
+        child.signal(SIGINT)
+        let outcome = child.finish()
+        #expect(outcome.status != 0)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasPrefix("long.csv") }.isEmpty)
+    }
+
     @Test func sqlReadsTableValuedFunctionsButNotPointersOrHugeValues() throws {
         defer { try? FileManager.default.removeItem(at: directory) }
         #expect(try run(["sql", "SELECT value FROM json_each('[1,2]')", "--format", "csv", "--db", db]).stdout == "value\r\n1\r\n2\r\n")

@@ -53,6 +53,7 @@ extension Question {
         caveats: [
             "a stay counts from the sample that first saw the state to the one that saw it left, so each end is as precise as the sampling interval",
             "stays cut by the start or end of observation (a gap, a reboot, or still going) are left out",
+            "a stay belongs to the time asked about when it began there",
         ],
         sql: """
             WITH blind AS (
