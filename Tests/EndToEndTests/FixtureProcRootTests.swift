@@ -122,6 +122,21 @@ struct FixtureProcRootTests {
         #expect(try query(db, "SELECT count(*) FROM samples") == [["2"]])
     }
 
+    @Test func aFifoOrASymlinkLoopAsTheTableIsRefusedWithoutHanging() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let proc = try FakeProc(in: directory)
+        let table = proc.root.appendingPathComponent("net/tcp").path
+        #expect(mkfifo(table, 0o600) == 0)
+        let fifo = try run(["collect", "--once", "--db", db, "--proc-root", proc.root.path])
+        #expect(fifo.status == 1)
+        #expect(fifo.stderr.contains("\(table): not a regular file"))
+        try FileManager.default.removeItem(atPath: table)
+        try FileManager.default.createSymbolicLink(atPath: table, withDestinationPath: table)
+        let loop = try run(["collect", "--once", "--db", db, "--proc-root", proc.root.path])
+        #expect(loop.status == 1)
+        #expect(loop.stderr.contains(table))
+    }
+
     @Test func aMissingCounterFileIsReportedNotFatal() throws {
         defer { try? FileManager.default.removeItem(at: directory) }
         let proc = try FakeProc(in: directory)

@@ -55,11 +55,22 @@ extension Store {
             }
             return total
         }
+        // A connection that closed before the cut goes with all its events in one transaction, so a
+        // reader never sees a closed connection without its close event.
+        let closedConnections: (Int64) throws -> Int64 = { limit in
+            try self.database.execute("CREATE TEMP TABLE IF NOT EXISTS prune_batch (id INTEGER PRIMARY KEY); DELETE FROM prune_batch;")
+            try self.database.cached(
+                "INSERT INTO prune_batch SELECT id FROM connections WHERE first_seen < ? AND closed_at < ? LIMIT ?"
+            ).run([.integer(cutoff), .integer(cutoff), .integer(limit)])
+            let count = self.database.changes
+            try self.database.cached("DELETE FROM events WHERE connection_id IN (SELECT id FROM prune_batch)").run()
+            try self.database.cached("DELETE FROM connections WHERE id IN (SELECT id FROM prune_batch)").run()
+            return count
+        }
         let steps: [(Int64) throws -> Int64] = [
+            closedConnections,
+            // What is left of the old events belongs to connections still open, or closed after the cut.
             rows("DELETE FROM events WHERE id IN (SELECT id FROM events WHERE sample_id <= ? LIMIT ?)", [.integer(lastOldSample)]),
-            rows(
-                "DELETE FROM connections WHERE id IN (SELECT id FROM connections WHERE first_seen < ? AND closed_at < ? LIMIT ?)",
-                [.integer(cutoff), .integer(cutoff)]),
             counters,
             rows(
                 """
