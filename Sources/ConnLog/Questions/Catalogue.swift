@@ -98,15 +98,7 @@ extension Question {
             SELECT \(Fragment.iso("s.at")) AS time, k.name AS event, fs.name AS from_state, ts.name AS to_state,
                    \(Fragment.endpoint("la", "c.local_port")) AS local, \(Fragment.endpoint("ra", "c.remote_port")) AS remote,
                    c.pid, p.name AS program
-            FROM events e
-            JOIN samples s ON s.id = e.sample_id
-            JOIN event_kinds k ON k.code = e.kind
-            JOIN connections c ON c.id = e.connection_id
-            JOIN addresses la ON la.id = c.local_address
-            JOIN addresses ra ON ra.id = c.remote_address
-            LEFT JOIN tcp_states fs ON fs.code = e.from_state
-            LEFT JOIN tcp_states ts ON ts.code = e.to_state
-            LEFT JOIN programs p ON p.id = c.program_id
+            \(Fragment.eventRows)
             WHERE e.sample_id IN (SELECT id FROM samples WHERE at BETWEEN :since AND :until)
               AND (:peer IS NULL OR ra.text = :peer OR la.text = :peer) AND \(Fragment.portFilter)
               AND (:state IS NULL OR e.from_state = :state OR e.to_state = :state)
@@ -325,15 +317,7 @@ extension Question {
                    fs.name AS from_state, ts.name AS to_state, e.connection_id,
                    \(Fragment.endpoint("la", "c.local_port")) AS local, \(Fragment.endpoint("ra", "c.remote_port")) AS remote,
                    c.pid, p.name AS program, r.name AS end_reason
-            FROM events e
-            JOIN samples s ON s.id = e.sample_id
-            JOIN event_kinds k ON k.code = e.kind
-            JOIN connections c ON c.id = e.connection_id
-            JOIN addresses la ON la.id = c.local_address
-            JOIN addresses ra ON ra.id = c.remote_address
-            LEFT JOIN tcp_states fs ON fs.code = e.from_state
-            LEFT JOIN tcp_states ts ON ts.code = e.to_state
-            LEFT JOIN programs p ON p.id = c.program_id
+            \(Fragment.eventRows)
             LEFT JOIN end_reasons r ON r.code = c.end_reason
             WHERE e.sample_id IN (SELECT id FROM samples WHERE at BETWEEN :since AND :until)
             ORDER BY e.id

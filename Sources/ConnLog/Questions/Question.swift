@@ -89,6 +89,20 @@ enum Fragment {
     static let alive = "c.first_seen <= :until AND (c.closed_at IS NULL OR c.closed_at >= :since)"
     static let peerFilter = "(:peer IS NULL OR ra.text = :peer)"
     static let portFilter = "(:port IS NULL OR c.local_port = :port OR c.remote_port = :port)"
+    /// Events with their sample (`s`), kind (`k`), connection (`c`), addresses (`la`, `ra`),
+    /// state names (`fs`, `ts`) and program (`p`).
+    static let eventRows = """
+        FROM events e
+            JOIN samples s ON s.id = e.sample_id
+            JOIN event_kinds k ON k.code = e.kind
+            JOIN connections c ON c.id = e.connection_id
+            JOIN addresses la ON la.id = c.local_address
+            JOIN addresses ra ON ra.id = c.remote_address
+            LEFT JOIN tcp_states fs ON fs.code = e.from_state
+            LEFT JOIN tcp_states ts ON ts.code = e.to_state
+            LEFT JOIN programs p ON p.id = c.program_id
+        """
+
     /// The latest sample, standing in for "last seen" of a connection still open.
     static let latestSample = "(SELECT max(at) FROM samples)"
 }
