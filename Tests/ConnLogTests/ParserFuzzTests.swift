@@ -32,7 +32,8 @@ struct ParserFuzzTests {
             case 1: bytes.insert(UInt8.random(in: 0...255, using: &random), at: position)
             case 2 where !bytes.isEmpty: bytes.remove(at: position)
             case 3: bytes = Array(bytes.prefix(position))
-            case 4: bytes.insert(contentsOf: repeatElement(UInt8(ascii: "F"), count: Int.random(in: 1...5000, using: &random)), at: position)
+            case 4:
+                bytes.insert(contentsOf: repeatElement(UInt8(ascii: "F"), count: Int.random(in: 1...5000, using: &random)), at: position)
             case 5:
                 let end = min(bytes.count, position + Int.random(in: 1...200, using: &random))
                 bytes.insert(contentsOf: bytes[position..<end], at: position)
@@ -68,7 +69,9 @@ struct ParserFuzzTests {
                 let (sightings, malformed) = SocketTableParser.parse(bytes, family: family)
                 let expected = countedLines(bytes)
                 if sightings.count + malformed != expected {
-                    Issue.record("input \(input) (seed \(seed)), family \(family): \(sightings.count) sightings + \(malformed) malformed != \(expected) lines")
+                    Issue.record(
+                        "input \(input) (seed \(seed)), family \(family): \(sightings.count) sightings + \(malformed) malformed != \(expected) lines"
+                    )
                     return
                 }
                 for sighting in sightings where sighting.key.family != family {
