@@ -26,6 +26,34 @@ struct FullDiskTests {
         }
     }
 
+    @Test func readOnlyMediaRefuseCollectingButAnswerQuestions() throws {
+        defer {
+            _ = umount(disk)
+            try? FileManager.default.removeItem(at: directory)
+        }
+        try FileManager.default.createDirectory(atPath: disk, withIntermediateDirectories: true)
+        let mounted = try run(["-t", "tmpfs", "-o", "size=4m", "tmpfs", disk], executable: URL(fileURLWithPath: "/bin/mount"))
+        try #require(mounted.status == 0, "mount: \(mounted.stderr)")
+        let proc = try FakeProc(in: directory)
+        try proc.table([FakeProc.listener, FakeProc.established])
+        #expect(try run(["collect", "--once", "--db", db, "--proc-root", proc.root.path]).status == 0)
+        let remounted = try run(["-o", "remount,ro", disk], executable: URL(fileURLWithPath: "/bin/mount"))
+        try #require(remounted.status == 0, "remount: \(remounted.stderr)")
+        let before = try Data(contentsOf: URL(fileURLWithPath: db))
+
+        let collect = try run(["collect", "--once", "--db", db, "--proc-root", proc.root.path])
+        #expect(collect.status == 1)
+        #expect(collect.stderr.contains("Read-only file system"), "\(collect.stderr)")
+        // Evidence on read-only media can still be questioned.
+        let status = try run(["status", "--db", db])
+        #expect(status.status == 0, "\(status.stderr)")
+        #expect(status.stdout.contains("samples         1"))
+        let listeners = try run(["query", "listeners", "--format", "csv", "--db", db])
+        #expect(listeners.status == 0, "\(listeners.stderr)")
+        #expect(listeners.stdout.contains("127.0.0.1:5432"))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: db)) == before)
+    }
+
     @Test func aFullDiskIsReportedKeepsTheDatabaseWholeAndRecordingResumes() throws {
         defer {
             _ = umount(disk)

@@ -14,6 +14,9 @@ public final class Database {
         case readWrite(create: Bool)
         /// Read only; writes fail with `SQLITE_READONLY`.
         case readOnly
+        /// Read only, from a file nothing can change (read-only media): no locks, no `-shm` file.
+        /// The corresponding URI parameter is `immutable=1`.
+        case immutable
     }
 
     let handle: OpaquePointer
@@ -38,9 +41,16 @@ public final class Database {
             }
         case .readOnly:
             flags |= SQLITE_OPEN_READONLY
+        case .immutable:
+            flags |= SQLITE_OPEN_READONLY | SQLITE_OPEN_URI
+        }
+        var name = path
+        if case .immutable = mode {
+            let escaped = path.unicodeScalars.map { $0 == "%" ? "%25" : $0 == "?" ? "%3f" : $0 == "#" ? "%23" : String($0) }.joined()
+            name = "file:\(escaped)?immutable=1"
         }
         var connection: OpaquePointer?
-        let code = sqlite3_open_v2(path, &connection, flags, nil)
+        let code = sqlite3_open_v2(name, &connection, flags, nil)
         guard code == SQLITE_OK, let connection else {
             let error = SQLiteError(connection: connection, code: code)
             sqlite3_close_v2(connection)

@@ -1,5 +1,9 @@
 import CSQLite
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// The connlog database: one SQLite file holding samples, connections, events, counters and
 /// observation windows in the schema of `Migrations/` (documented in docs/SCHEMA.md).
 ///
@@ -36,6 +40,14 @@ public final class Store {
         }
         do {
             database = try Database(path: path, mode: access == .write ? .readWrite(create: true) : .readOnly)
+        } catch let error where access == .read && error.primaryCode == SQLITE_CANTOPEN && !Self.directoryIsWritable(path) {
+            // On read-only media SQLite cannot create the WAL index; nothing can change the file there,
+            // so it is read as immutable.
+            do {
+                database = try Database(path: path, mode: .immutable)
+            } catch {
+                throw Self.explain(error, path: path)
+            }
         } catch {
             throw Self.explain(error, path: path)
         }
@@ -99,6 +111,12 @@ public final class Store {
         default:
             return ConnLogError("database error on \(path): \(error)")
         }
+    }
+
+    static func directoryIsWritable(_ path: String) -> Bool {
+        let slash = path.lastIndex(of: "/")
+        let directory = slash.map { String(path[..<$0]) } ?? "."
+        return access(directory.isEmpty ? "/" : directory, W_OK) == 0
     }
 
     /// Forgets cached row ids; after a rollback some of them may name rows that no longer exist.
