@@ -155,8 +155,8 @@ public final class Recorder {
         var outcome = RunOutcome(samples: 0, failures: 0, lastFailed: false, stoppedBySignal: false)
         defer { busyMilliseconds = 0 }
         let run = try? store.collectorStarted(
-            mode: "loop", interval: options.interval, procRoot: options.procRoot, at: FileReading.wallClockMilliseconds())
-        defer { if let run { try? store.collectorStopped(run, at: FileReading.wallClockMilliseconds()) } }
+            mode: "loop", interval: options.interval, procRoot: options.procRoot, at: TimeText.nowMilliseconds())
+        defer { if let run { try? store.collectorStopped(run, at: TimeText.nowMilliseconds()) } }
         while true {
             let began = FileReading.monotonicNanoseconds()
             do {

@@ -34,7 +34,7 @@ struct NetstatCommand: ParsableCommand {
         if let state, TCPState(name: state) == nil {
             throw ValidationError("'\(state)' is not a TCP state; use one of \(TCPState.known.map(\.name).joined(separator: ", "))")
         }
-        if TimeText.instant(at, now: wallClockMilliseconds()) == nil {
+        if TimeText.instant(at, now: TimeText.nowMilliseconds()) == nil {
             throw ValidationError(
                 "--at '\(at)' is not a time; use ISO-8601 like 2026-11-24T03:12:00Z or \"2026-11-24 03:12\" (UTC), or a duration ago like 10m"
             )
@@ -42,7 +42,7 @@ struct NetstatCommand: ParsableCommand {
     }
 
     func run() throws {
-        let now = wallClockMilliseconds()
+        let now = TimeText.nowMilliseconds()
         let moment = TimeText.instant(at, now: now)!
         let store = try Store(path: database.path, access: .read)
         guard try store.database.scalarInt("SELECT count(*) FROM samples WHERE at <= ?", [.integer(moment)]) ?? 0 > 0 else {

@@ -122,7 +122,7 @@ struct TimeWindowOptions: ParsableArguments {
 
     /// The window in milliseconds since the epoch, and now.
     func resolve() throws -> (since: Int64?, until: Int64?, now: Int64) {
-        let now = wallClockMilliseconds()
+        let now = TimeText.nowMilliseconds()
         func parse(_ text: String?, _ option: String) throws -> Int64? {
             guard let text else { return nil }
             guard let value = TimeText.instant(text, now: now) else {
@@ -137,12 +137,6 @@ struct TimeWindowOptions: ParsableArguments {
         if let since, let until, since > until { throw ValidationError("--since is after --until") }
         return (since, until, now)
     }
-}
-
-func wallClockMilliseconds() -> Int64 {
-    var now = timespec()
-    clock_gettime(CLOCK_REALTIME, &now)
-    return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
 }
 
 /// The address as connlog writes it (`::1`, `10.0.0.7`), from any form `inet_pton` reads; brackets allowed.

@@ -23,9 +23,7 @@ struct StatusCommand: ParsableCommand {
 
     func run() throws {
         let store = try Store(path: database.path, access: .read)
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        let nowMilliseconds = Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+        let nowMilliseconds = TimeText.nowMilliseconds()
         let status = try store.status(now: nowMilliseconds)
         let every = status.interval.map { "every \(TimeText.duration($0))" } ?? ""
         let collecting: String
@@ -91,26 +89,7 @@ func byteText(_ bytes: Int64) -> String {
         value /= 1024
         unit += 1
     }
-    return unit == 0
-        ? "\(bytes) bytes"
-        : String(Int((value * 10).rounded())).dropLast() + "." + String(Int((value * 10).rounded())).suffix(1) + " " + units[unit]
-}
-
-/// A JSON string literal (RFC 8259 escaping).
-func jsonString(_ text: String) -> String {
-    var out = "\""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case _ where scalar.value < 0x20:
-            let hex = String(scalar.value, radix: 16)
-            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-        default: out.unicodeScalars.append(scalar)
-        }
-    }
-    return out + "\""
+    guard unit > 0 else { return "\(bytes) bytes" }
+    let tenths = Int((value * 10).rounded())
+    return "\(tenths / 10).\(tenths % 10) \(units[unit])"
 }

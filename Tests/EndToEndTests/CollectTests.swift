@@ -31,14 +31,7 @@ struct CollectTests {
         try collectOnce()
 
         // What was recorded matches what ss sees right now.
-        let ss = try run(
-            ["-tnH", "state", "established", "( src 127.0.0.1:\(listener.port) or dst 127.0.0.1:\(listener.port) )"],
-            executable: URL(fileURLWithPath: "/usr/bin/ss"))
-        let seenBySS = Set(
-            ss.stdout.split(separator: "\n").map { line -> String in
-                let f = line.split(separator: " ", omittingEmptySubsequences: true)
-                return "\(f[f.count - 2]) \(f[f.count - 1])"
-            })
+        let seenBySS = try establishedBySS(port: listener.port)
         let recorded = Set(
             try query(
                 db, "SELECT local, remote FROM connections_v WHERE state = 'ESTABLISHED' AND (local = ?1 OR remote = ?1)",

@@ -85,14 +85,7 @@ extension CollectTests {
         // Restarted once more, the collector brings the record up to date with the kernel.
         try collectOnce()
         try collectOnce()
-        let ss = try run(
-            ["-tnH", "state", "established", "( src 127.0.0.1:\(churn.port) or dst 127.0.0.1:\(churn.port) )"],
-            executable: URL(fileURLWithPath: "/usr/bin/ss"))
-        let live = Set(
-            ss.stdout.split(separator: "\n").map { line -> String in
-                let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-                return "\(fields[fields.count - 2]) \(fields[fields.count - 1])"
-            })
+        let live = try establishedBySS(port: churn.port)
         let recorded = Set(
             try query(
                 db,

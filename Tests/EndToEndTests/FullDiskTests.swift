@@ -17,6 +17,12 @@ struct FullDiskTests {
         directory = try temporaryDirectory()
     }
 
+    /// Runs `mount` with `arguments`; the test stops if it fails.
+    func mount(_ arguments: [String]) throws {
+        let outcome = try run(arguments, executable: URL(fileURLWithPath: "/bin/mount"))
+        try #require(outcome.status == 0, "mount \(arguments): \(outcome.stderr)")
+    }
+
     /// `count` established sockets whose inodes start at `firstInode`: a new table each time.
     func lines(_ count: Int, firstInode: Int) -> [String] {
         (0..<count).map { index in
@@ -32,13 +38,11 @@ struct FullDiskTests {
             try? FileManager.default.removeItem(at: directory)
         }
         try FileManager.default.createDirectory(atPath: disk, withIntermediateDirectories: true)
-        let mounted = try run(["-t", "tmpfs", "-o", "size=4m", "tmpfs", disk], executable: URL(fileURLWithPath: "/bin/mount"))
-        try #require(mounted.status == 0, "mount: \(mounted.stderr)")
+        try mount(["-t", "tmpfs", "-o", "size=4m", "tmpfs", disk])
         let proc = try FakeProc(in: directory)
         try proc.table([FakeProc.listener, FakeProc.established])
         #expect(try run(["collect", "--once", "--db", db, "--proc-root", proc.root.path]).status == 0)
-        let remounted = try run(["-o", "remount,ro", disk], executable: URL(fileURLWithPath: "/bin/mount"))
-        try #require(remounted.status == 0, "remount: \(remounted.stderr)")
+        try mount(["-o", "remount,ro", disk])
         let before = try Data(contentsOf: URL(fileURLWithPath: db))
 
         let collect = try run(["collect", "--once", "--db", db, "--proc-root", proc.root.path])
@@ -60,8 +64,7 @@ struct FullDiskTests {
             try? FileManager.default.removeItem(at: directory)
         }
         try FileManager.default.createDirectory(atPath: disk, withIntermediateDirectories: true)
-        let mounted = try run(["-t", "tmpfs", "-o", "size=1m", "tmpfs", disk], executable: URL(fileURLWithPath: "/bin/mount"))
-        try #require(mounted.status == 0, "mount: \(mounted.stderr)")
+        try mount(["-t", "tmpfs", "-o", "size=1m", "tmpfs", disk])
         let proc = try FakeProc(in: directory)
         try proc.table(lines(300, firstInode: 1000))
         let collector = try start(["collect", "--interval", "50ms", "--no-processes", "--db", db, "--proc-root", proc.root.path])
@@ -83,8 +86,7 @@ struct FullDiskTests {
         let before = Int(try query(db, "SELECT count(*) FROM samples").first?.first ?? "0") ?? 0
 
         // Space returns (the filesystem grows), and recording goes on by itself.
-        let grown = try run(["-o", "remount,size=8m", disk], executable: URL(fileURLWithPath: "/bin/mount"))
-        try #require(grown.status == 0, "remount: \(grown.stderr)")
+        try mount(["-o", "remount,size=8m", disk])
         try proc.table(lines(300, firstInode: 1000 * (generation + 1)))
         #expect(waitUntil(seconds: 20) { (Int((try? query(db, "SELECT count(*) FROM samples"))?.first?.first ?? "0") ?? 0) > before })
         collector.signal(SIGTERM)

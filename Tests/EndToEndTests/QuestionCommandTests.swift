@@ -21,9 +21,7 @@ extension CollectTests {
             }
         }
         try collectOnce()
-        let before = try run(
-            ["-tnH", "state", "established", "( src 127.0.0.1:\(listener.port) or dst 127.0.0.1:\(listener.port) )"],
-            executable: URL(fileURLWithPath: "/usr/bin/ss"))
+        let seenBySS = try establishedBySS(port: listener.port)
         let firstSample = try query(db, "SELECT max(at) FROM samples").first?.first ?? ""
 
         // Resets from two peers in one sample window, graceful closes in the next.
@@ -63,11 +61,6 @@ extension CollectTests {
             table.stdout.split(separator: "\r\n").dropFirst().map { $0.split(separator: ",").map(String.init) }
                 .filter { $0[5] == "ESTABLISHED" && ($0[3] == "127.0.0.1:\(listener.port)" || $0[4] == "127.0.0.1:\(listener.port)") }
                 .map { "\($0[3]) \($0[4])" })
-        let seenBySS = Set(
-            before.stdout.split(separator: "\n").map { line -> String in
-                let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-                return "\(fields[fields.count - 2]) \(fields[fields.count - 1])"
-            })
         #expect(then.count == 30)
         #expect(then == seenBySS)
     }

@@ -226,3 +226,15 @@ func procListsLocalPort(_ port: UInt16) -> Bool {
         return fields.count > 1 && fields[1].hasSuffix(needle)
     }
 }
+
+/// "local remote" of every ESTABLISHED socket to or from `127.0.0.1:port`, as `ss -tn` prints them.
+func establishedBySS(port: UInt16) throws -> Set<String> {
+    let ss = try run(
+        ["-tnH", "state", "established", "( src 127.0.0.1:\(port) or dst 127.0.0.1:\(port) )"],
+        executable: URL(fileURLWithPath: "/usr/bin/ss"))
+    return Set(
+        ss.stdout.split(separator: "\n").map { line -> String in
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            return "\(fields[fields.count - 2]) \(fields[fields.count - 1])"
+        })
+}

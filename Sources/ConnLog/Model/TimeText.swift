@@ -35,6 +35,13 @@ public enum TimeText {
         return parts.joined()
     }
 
+    /// Now, in milliseconds since the Unix epoch (`CLOCK_REALTIME`).
+    public static func nowMilliseconds() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+    }
+
     /// `2026-11-24T03:12:00.123Z` for milliseconds since the Unix epoch.
     public static func iso8601(_ milliseconds: Int64) -> String {
         var seconds = time_t(milliseconds >= 0 ? milliseconds / 1000 : (milliseconds - 999) / 1000)

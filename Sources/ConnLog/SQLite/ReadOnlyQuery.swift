@@ -195,7 +195,8 @@ extension Database {
         }
         guard code == SQLITE_OK else {
             if let reason = refusal.reason { throw ConnLogError(reason) }
-            throw ConnLogError("the SQL did not prepare: \(String(cString: sqlite3_errmsg(handle)))")
+            throw ConnLogError(
+                "the SQL did not prepare: \(String(cString: sqlite3_errmsg(handle))); docs/SCHEMA.md lists the tables, views and columns")
         }
         guard let statement else { throw ConnLogError("the SQL holds no statement") }
         defer { sqlite3_finalize(statement) }
@@ -217,7 +218,8 @@ extension Database {
                 if result == SQLITE_TOOBIG {
                     throw ConnLogError("the query built a value larger than 16 MiB, which connlog sql refuses; narrow it")
                 }
-                throw ConnLogError("the SQL failed: \(String(cString: sqlite3_errmsg(handle)))")
+                throw ConnLogError(
+                    "the SQL failed while running: \(String(cString: sqlite3_errmsg(handle))); check the statement and try again")
             }
             if try !row((0..<count).map { reader.value($0) }) { break }
         }

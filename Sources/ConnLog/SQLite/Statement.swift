@@ -62,18 +62,20 @@ public final class Statement {
         try check(code)
     }
 
+    /// Binds one value of any SQLite type.
+    public func bind(_ value: SQLValue, at index: Int32) throws(SQLiteError) {
+        switch value {
+        case .null: try check(sqlite3_bind_null(handle, index))
+        case .integer(let v): try bind(v, at: index)
+        case .real(let v): try check(sqlite3_bind_double(handle, index, v))
+        case .text(let v): try bind(v, at: index)
+        case .blob(let v): try bind(v, at: index)
+        }
+    }
+
     /// Binds `values` to parameters 1, 2, ... in order.
     public func bind(_ values: [SQLValue]) throws(SQLiteError) {
-        for (offset, value) in values.enumerated() {
-            let index = Int32(offset + 1)
-            switch value {
-            case .null: try check(sqlite3_bind_null(handle, index))
-            case .integer(let v): try bind(v, at: index)
-            case .real(let v): try check(sqlite3_bind_double(handle, index, v))
-            case .text(let v): try bind(v, at: index)
-            case .blob(let v): try bind(v, at: index)
-            }
-        }
+        for (offset, value) in values.enumerated() { try bind(value, at: Int32(offset + 1)) }
     }
 
     /// Binds values to named parameters (`:since`, `:peer`, ...); parameters not in `values` are NULL.
@@ -83,15 +85,7 @@ public final class Statement {
         guard count > 0 else { return }
         for index in 1...count {
             guard let pointer = sqlite3_bind_parameter_name(handle, index) else { continue }
-            var name = String(cString: pointer)
-            name.removeFirst()
-            switch values[name] ?? .null {
-            case .null: try check(sqlite3_bind_null(handle, index))
-            case .integer(let v): try bind(v, at: index)
-            case .real(let v): try check(sqlite3_bind_double(handle, index, v))
-            case .text(let v): try bind(v, at: index)
-            case .blob(let v): try bind(v, at: index)
-            }
+            try bind(values[String(String(cString: pointer).dropFirst())] ?? .null, at: index)
         }
     }
 

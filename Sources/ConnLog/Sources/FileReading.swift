@@ -71,13 +71,6 @@ enum FileReading {
         String(cString: strerror(code))
     }
 
-    /// Wall-clock milliseconds since the Unix epoch.
-    static func wallClockMilliseconds() -> Int64 {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
-    }
-
     /// Monotonic nanoseconds, for measuring and pacing.
     static func monotonicNanoseconds() -> Int64 {
         var now = timespec()

@@ -27,7 +27,8 @@ public final class ProcSource {
         self.root = root
         let last = root.split(separator: "/").last.map(String.init) ?? ""
         if !last.isEmpty, last.allSatisfy(\.isNumber), !FileReading.exists("\(root)/sys/kernel/random/boot_id") {
-            systemRoot = String(root.dropLast(last.count + 1)).isEmpty ? "/" : String(root.dropLast(last.count + 1))
+            let parent = String(root.dropLast(last.count + 1))
+            systemRoot = parent.isEmpty ? "/" : parent
         } else {
             systemRoot = root
         }
@@ -67,7 +68,7 @@ public final class ProcSource {
     /// `net/tcp`, boot id or namespace id is an error that names the path.
     public func sample() throws(ConnLogError) -> Snapshot {
         let started = FileReading.monotonicNanoseconds()
-        let at = FileReading.wallClockMilliseconds()
+        let at = TimeText.nowMilliseconds()
         sightings.removeAll(keepingCapacity: true)
         var malformed = try readTable("\(root)/net/tcp", family: 4, required: true)
         malformed += try readTable("\(root)/net/tcp6", family: 6, required: false)
@@ -76,13 +77,13 @@ public final class ProcSource {
         var problems: [String] = []
         if malformed > 0 { problems.append("skipped \(malformed) malformed lines in \(root)/net/tcp and tcp6") }
         var counters: [String: Int64] = [:]
-        if let snmp = FileReading.text("\(root)/net/snmp") {
+        if let snmp = text("\(root)/net/snmp") {
             counters = CounterParser.parse(snmp, prefixes: ["Tcp"])
         }
         if counters[Snapshot.estabResetsCounter] == nil {
             problems.append("cannot read Tcp EstabResets from \(root)/net/snmp: abrupt closes are recorded as ambiguous")
         }
-        if let netstat = FileReading.text("\(root)/net/netstat") {
+        if let netstat = text("\(root)/net/netstat") {
             counters.merge(CounterParser.parse(netstat, prefixes: ["TcpExt"])) { a, _ in a }
         } else {
             problems.append("cannot read \(root)/net/netstat: TcpExt counters are not recorded")
@@ -100,6 +101,12 @@ public final class ProcSource {
         return snapshot
     }
 
+    /// A small file as text, read through the buffer the tables use (no allocation per sample).
+    private func text(_ path: String) -> String? {
+        guard let count = try? FileReading.read(path, into: &buffer) else { return nil }
+        return String(decoding: buffer[..<count], as: UTF8.self)
+    }
+
     private func readTable(_ path: String, family: UInt8, required: Bool) throws(ConnLogError) -> Int {
         // A kernel booted with ipv6.disable=1 has no tcp6; that is an empty table, not an error.
         if !required && !FileReading.exists(path) { return 0 }
@@ -112,7 +119,7 @@ public final class ProcSource {
     /// The boot id (`sys/kernel/random/boot_id`), trimmed.
     func bootID() throws(ConnLogError) -> String {
         let path = "\(systemRoot)/sys/kernel/random/boot_id"
-        guard let text = FileReading.text(path) else {
+        guard let text = text(path) else {
             throw ConnLogError("cannot read \(path): connlog needs the boot id to notice reboots; point --proc-root at a proc filesystem")
         }
         let trimmed = String(text.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
