@@ -59,6 +59,7 @@ public final class Recorder {
     public init(databasePath: String, options: Options) throws {
         source = ProcSource(root: options.procRoot, attributeProcesses: options.attributeProcesses)
         try source.checkReadable()
+        try Store.checkWritable(databasePath)
         lock = try CollectorLock(databasePath: databasePath)
         store = try Store(path: databasePath, access: .write)
         self.options = options
@@ -68,6 +69,19 @@ public final class Recorder {
     /// restart) and records it in one transaction.
     @discardableResult
     public func recordSample() throws -> SampleSummary {
+        try explainingDatabaseErrors(takeSample)
+    }
+
+    /// Says SQLite's errors about the file the way an operator needs them, and marks damage.
+    private func explainingDatabaseErrors<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as SQLiteError {
+            throw Store.explain(error, path: store.path)
+        }
+    }
+
+    private func takeSample() throws -> SampleSummary {
         let started = FileReading.monotonicNanoseconds()
         if tracker == nil {
             try resume(namespace: try source.namespaceID())
@@ -111,7 +125,9 @@ public final class Recorder {
     /// `budget` milliseconds: a large backlog is worked off over several samples.
     public func pruneIfDue(now: Int64, budget: Int64) throws {
         guard let retain = options.retain, now - lastPrune >= 60_000 else { return }
-        let result = try store.prune(before: now - retain, until: FileReading.monotonicNanoseconds() + budget * 1_000_000)
+        let result = try explainingDatabaseErrors {
+            try store.prune(before: now - retain, until: FileReading.monotonicNanoseconds() + budget * 1_000_000)
+        }
         if !result.more { lastPrune = now }
     }
 
@@ -125,6 +141,8 @@ public final class Recorder {
         public var lastFailed: Bool
         /// Whether a stop signal ended the loop (rather than `duration`).
         public var stoppedBySignal: Bool
+        /// What ended the loop early: the database is damaged, so nothing more is written into it.
+        public var stoppedBy: ConnLogError?
     }
 
     /// Samples every `options.interval` until `duration` (milliseconds) has passed or one of
@@ -132,7 +150,9 @@ public final class Recorder {
     ///
     /// Ticks are kept on a fixed grid from the start, so sampling does not drift; a sample that
     /// overruns skips the ticks it missed. Failures are reported through `log` (rate-limited)
-    /// and sampling goes on.
+    /// and sampling goes on, except when the database turns out to be damaged: then the loop
+    /// stops and `stoppedBy` says so. The file is checked (`PRAGMA quick_check`) before the
+    /// first sample, so a damaged database is refused rather than written into.
     ///
     /// - Parameter onSample: called after each recorded sample.
     @discardableResult
@@ -154,6 +174,12 @@ public final class Recorder {
         var tick: Int64 = 0
         var outcome = RunOutcome(samples: 0, failures: 0, lastFailed: false, stoppedBySignal: false)
         defer { busyMilliseconds = 0 }
+        do {
+            try store.checkWhole()
+        } catch {
+            outcome.stoppedBy = error
+            return outcome
+        }
         let run = try? store.collectorStarted(
             mode: "loop", interval: options.interval, procRoot: options.procRoot, at: TimeText.nowMilliseconds())
         defer { if let run { try? store.collectorStopped(run, at: TimeText.nowMilliseconds()) } }
@@ -171,6 +197,10 @@ public final class Recorder {
             } catch {
                 outcome.failures += 1
                 outcome.lastFailed = true
+                if let error = error as? ConnLogError, error.kind == .damagedDatabase {
+                    outcome.stoppedBy = error
+                    break
+                }
                 failures.report("sample failed: \(error)")
             }
             let now = FileReading.monotonicNanoseconds()

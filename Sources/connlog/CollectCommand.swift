@@ -84,6 +84,7 @@ struct CollectCommand: ParsableCommand {
             if verbose { warn(describe(summary)) }
         }
         if verbose { warn("stopped after \(outcome.samples) samples (\(outcome.failures) failed)") }
+        if let error = outcome.stoppedBy { throw error }
         // A signal is the normal way to stop a sidecar; a run that ends on --duration with its
         // last sample failed did not do its job.
         if !outcome.stoppedBySignal && (outcome.lastFailed || outcome.samples == 0) {

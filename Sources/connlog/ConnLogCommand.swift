@@ -14,4 +14,17 @@ struct ConnLogCommand: ParsableCommand {
         version: ConnLogVersion.current,
         subcommands: [CollectCommand.self, StatusCommand.self, QueryCommand.self, SQLCommand.self, NetstatCommand.self, ExportCommand.self]
     )
+
+    /// Runs the command; a SQLite error about the database file itself (damaged, full,
+    /// read-only...) is said the way an operator needs it, whichever command met it.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let error as SQLiteError {
+            exit(withError: error.path.flatMap { ConnLogError(aboutFile: error, path: $0) } ?? error)
+        } catch {
+            exit(withError: error)
+        }
+    }
 }

@@ -13,6 +13,7 @@ struct StatusCommand: ParsableCommand {
             Examples:
               connlog status
               connlog status --db /var/lib/connlog/connlog.db --format json
+              connlog status --check      # also read every page (PRAGMA integrity_check)
             """
     )
 
@@ -21,8 +22,21 @@ struct StatusCommand: ParsableCommand {
     @Option(help: "Output format: table or json.")
     var format: OutputFormat = .table
 
+    @Flag(help: "Also check the whole file for damage (PRAGMA integrity_check; reads every page). Exits 1 when damaged.")
+    var check = false
+
     func run() throws {
         let store = try Store(path: database.path, access: .read)
+        if check {
+            // Before anything else: damage can stop the status queries themselves.
+            let problems = try store.integrityProblems(thorough: true)
+            if !problems.isEmpty {
+                for problem in problems { print(problem) }
+                throw ConnLogError(
+                    "\(database.path) is damaged: PRAGMA integrity_check found the problems above; move it aside and start a new one (`.recover` in sqlite3 may save what is readable)",
+                    kind: .damagedDatabase)
+            }
+        }
         let nowMilliseconds = TimeText.nowMilliseconds()
         let status = try store.status(now: nowMilliseconds)
         let every = status.interval.map { "every \(TimeText.duration($0))" } ?? ""
@@ -36,7 +50,7 @@ struct StatusCommand: ParsableCommand {
         func ago(_ at: Int64) -> String { TimeText.duration(max(1000, (nowMilliseconds - at) / 1000 * 1000)) + " ago" }
         switch format {
         case .table:
-            let rows: [(String, String)] = [
+            var rows: [(String, String)] = [
                 ("path", status.path),
                 ("size", byteText(status.sizeBytes)),
                 ("schema version", "\(status.schemaVersion)"),
@@ -51,6 +65,7 @@ struct StatusCommand: ParsableCommand {
                 ("source", status.source ?? "-"),
                 ("collecting", collecting),
             ]
+            if check { rows.append(("integrity", "ok (PRAGMA integrity_check)")) }
             let width = rows.map(\.0.count).max() ?? 0
             for (name, value) in rows {
                 print(name + String(repeating: " ", count: width - name.count + 2) + value)
@@ -58,7 +73,7 @@ struct StatusCommand: ParsableCommand {
         case .json:
             func string(_ text: String?) -> String { text.map(jsonString) ?? "null" }
             func number(_ value: Int64?) -> String { value.map(String.init) ?? "null" }
-            let fields: [(String, String)] = [
+            var fields: [(String, String)] = [
                 ("path", string(status.path)),
                 ("size_bytes", "\(status.sizeBytes)"),
                 ("schema_version", "\(status.schemaVersion)"),
@@ -76,6 +91,7 @@ struct StatusCommand: ParsableCommand {
                 ("collector_pid", number(status.collectorPID.map(Int64.init))),
                 ("collecting", string(collecting)),
             ]
+            if check { fields.append(("integrity", string("ok"))) }
             print("{" + fields.map { "\(jsonString($0.0)): \($0.1)" }.joined(separator: ", ") + "}")
         }
     }

@@ -49,7 +49,7 @@ extension CollectTests {
         #expect(readers >= 4)
         // The collector kept its cadence: one window, never a pause past twice the interval.
         #expect(try query(db, "SELECT count(*) FROM windows WHERE start_reason IN ('gap', 'reboot')") == [["0"]])
-        let problems = try consistencyProblems(pruned: true)
+        let problems = try consistencyProblems(db, pruned: true)
         #expect(problems.isEmpty, "\(problems)")
     }
 }

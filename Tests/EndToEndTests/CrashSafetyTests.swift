@@ -69,7 +69,7 @@ extension CollectTests {
             usleep(UInt32.random(in: 150_000...500_000, using: &generator))
             collector.signal(SIGKILL)
             _ = collector.finish()
-            let problems = try consistencyProblems()
+            let problems = try consistencyProblems(db)
             #expect(problems.isEmpty, "after kill \(cycle): \(problems)")
             if !problems.isEmpty { break }
         }
@@ -93,47 +93,7 @@ extension CollectTests {
                 [.text("127.0.0.1:\(churn.port)")]
             ).map { $0[0] })
         #expect(recorded == live)
-        #expect(try consistencyProblems().isEmpty)
+        #expect(try consistencyProblems(db).isEmpty)
         churn.closeListener()
-    }
-
-    /// What must hold in the database at any moment a reader can see it.
-    ///
-    /// - Parameter pruned: retention ran, so a connection's early events may be gone by design.
-    func consistencyProblems(pruned: Bool = false) throws -> [String] {
-        guard FileManager.default.fileExists(atPath: db) else { return [] }
-        var problems: [String] = []
-        let checks: [(String, String)] = [
-            ("PRAGMA integrity_check", "ok"),
-            // Every window's sample count matches its samples: no sample is half-written.
-            ("SELECT count(*) FROM windows w WHERE w.samples <> (SELECT count(*) FROM samples s WHERE s.window_id = w.id)", "0"),
-            // No key is open twice in one namespace.
-            (
-                """
-                SELECT count(*) FROM (SELECT 1 FROM connections WHERE closed_at IS NULL
-                GROUP BY namespace_id, family, local_address, local_port, remote_address, remote_port HAVING count(*) > 1)
-                """, "0"
-            ),
-            // No connection is closed twice, and closed rows have exactly one close event.
-            ("SELECT count(*) FROM (SELECT connection_id FROM events WHERE kind = 3 GROUP BY connection_id HAVING count(*) > 1)", "0"),
-            (
-                "SELECT count(*) FROM connections c WHERE (c.closed_at IS NULL) <> (NOT EXISTS (SELECT 1 FROM events e WHERE e.connection_id = c.id AND e.kind = 3))",
-                "0"
-            ),
-            // Every connection has its open event, and every event its connection and sample.
-            (
-                "SELECT count(*) FROM connections c WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.connection_id = c.id AND e.kind = 1)",
-                "0"
-            ),
-            ("SELECT count(*) FROM events e WHERE NOT EXISTS (SELECT 1 FROM connections c WHERE c.id = e.connection_id)", "0"),
-            ("SELECT count(*) FROM events e WHERE NOT EXISTS (SELECT 1 FROM samples s WHERE s.id = e.sample_id)", "0"),
-            // Closed connections carry a reason; open ones none.
-            ("SELECT count(*) FROM connections WHERE (closed_at IS NULL) <> (end_reason IS NULL)", "0"),
-        ]
-        for (sql, expected) in checks where !(pruned && sql.contains("e.kind = 1")) {
-            let got = try query(db, sql).first?.first ?? "nothing"
-            if got != expected { problems.append("\(sql.prefix(90))... gave \(got)") }
-        }
-        return problems
     }
 }

@@ -8,6 +8,8 @@ public struct SQLiteError: Error, CustomStringConvertible, Sendable {
     public let message: String
     /// The statement that failed, when there was one.
     public let sql: String?
+    /// The database file the connection had open, when known.
+    public let path: String?
 
     /// The primary result code (`code & 0xff`), e.g. `SQLITE_BUSY`.
     public var primaryCode: Int32 { code & 0xFF }
@@ -18,17 +20,19 @@ public struct SQLiteError: Error, CustomStringConvertible, Sendable {
         return text
     }
 
-    init(code: Int32, message: String, sql: String? = nil) {
+    init(code: Int32, message: String, sql: String? = nil, path: String? = nil) {
         self.code = code
         self.message = message
         self.sql = sql
+        self.path = path
     }
 
     init(connection: OpaquePointer?, code: Int32, sql: String? = nil) {
         if let connection {
             self.init(
                 code: sqlite3_extended_errcode(connection),
-                message: String(cString: sqlite3_errmsg(connection)), sql: sql)
+                message: String(cString: sqlite3_errmsg(connection)), sql: sql,
+                path: sqlite3_db_filename(connection, "main").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 })
         } else {
             self.init(code: code, message: String(cString: sqlite3_errstr(code)), sql: sql)
         }

@@ -76,10 +76,8 @@ public final class CollectorLock {
         }
         if let real = resolved(databasePath) { return real + ".lock" }
         // Not created yet: resolve its directory.
-        let slash = databasePath.lastIndex(of: "/")
-        let directory = slash.map { String(databasePath[..<$0]) } ?? "."
-        let name = slash.map { String(databasePath[databasePath.index(after: $0)...]) } ?? databasePath
-        if let real = resolved(directory.isEmpty ? "/" : directory) { return real + "/" + name + ".lock" }
+        let name = databasePath.split(separator: "/").last.map(String.init) ?? databasePath
+        if let real = resolved(Store.directory(of: databasePath)) { return real + "/" + name + ".lock" }
         return databasePath + ".lock"
     }
 

@@ -40,9 +40,18 @@ public final class Store {
         }
         do {
             database = try Database(path: path, mode: access == .write ? .readWrite(create: true) : .readOnly)
-        } catch let error where access == .read && error.primaryCode == SQLITE_CANTOPEN && !Self.directoryIsWritable(path) {
-            // On read-only media SQLite cannot create the WAL index; nothing can change the file there,
-            // so it is read as immutable.
+        } catch let error
+            where access == .read && (error.primaryCode == SQLITE_CANTOPEN || error.primaryCode == SQLITE_READONLY)
+            && !Self.directoryIsWritable(path)
+        {
+            // In a directory this user cannot write (or on read-only media) SQLite cannot create the
+            // WAL index. With no write-ahead log pending, the file alone holds everything, so it is
+            // read as immutable; immutable would ignore a pending log, so that case is refused.
+            guard !Self.hasPendingWriteAheadLog(path) else {
+                throw ConnLogError(
+                    "cannot read \(path) now: its write-ahead log holds recent samples, and reading them needs SQLite's \(path)-shm, which this user cannot create in \(Self.directory(of: path)); run as the collector's user, or make the directory writable"
+                )
+            }
             do {
                 database = try Database(path: path, mode: .immutable)
             } catch {
@@ -90,33 +99,23 @@ public final class Store {
 
     /// Turns SQLite's codes for a damaged, foreign, full or read-only file into a sentence for an operator.
     static func explain(_ error: SQLiteError, path: String) -> ConnLogError {
-        switch error.primaryCode {
-        case SQLITE_NOTADB:
-            return ConnLogError(
-                "\(path) is not a SQLite database, or its header is damaged; connlog leaves it untouched: move it aside to start a new one")
-        case SQLITE_CORRUPT:
-            return ConnLogError(
-                "\(path) is damaged (\(error.message)); connlog leaves it untouched: check it with `sqlite3 \(path) 'PRAGMA integrity_check'` and move it aside"
-            )
-        case SQLITE_FULL:
-            return ConnLogError("the disk holding \(path) is full; nothing was half-written: free some space and run again")
-        case SQLITE_READONLY:
-            return ConnLogError("\(path) is read-only (\(error.message)); make it and its directory writable, or pass another --db")
-        case SQLITE_CANTOPEN:
-            return ConnLogError("cannot open \(path) (\(error.message)); check that the directory exists and is writable")
-        case SQLITE_BUSY:
-            return ConnLogError("\(path) stayed locked by another process past the busy timeout; try again")
-        case SQLITE_IOERR:
-            return ConnLogError("I/O error on \(path) (\(error.message)); check the disk, then run again")
-        default:
-            return ConnLogError("database error on \(path): \(error)")
-        }
+        ConnLogError(aboutFile: error, path: path) ?? ConnLogError("database error on \(path): \(error)")
     }
 
     static func directoryIsWritable(_ path: String) -> Bool {
-        let slash = path.lastIndex(of: "/")
-        let directory = slash.map { String(path[..<$0]) } ?? "."
-        return access(directory.isEmpty ? "/" : directory, W_OK) == 0
+        access(directory(of: path), W_OK) == 0
+    }
+
+    /// Whether `<path>-wal` holds commits not yet copied into the database file.
+    static func hasPendingWriteAheadLog(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path + "-wal", &info) == 0 && info.st_size > 0
+    }
+
+    /// The directory holding `path` ("." for a bare name).
+    static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 
     /// Forgets cached row ids; after a rollback some of them may name rows that no longer exist.
@@ -131,3 +130,32 @@ public final class Store {
 
 @available(*, unavailable)
 extension Store: Sendable {}
+
+extension ConnLogError {
+    /// A sentence for an operator when `error` is about the database file itself (damaged,
+    /// foreign, full, read-only, locked, unreadable); nil for other errors, such as a bad statement.
+    public init?(aboutFile error: SQLiteError, path: String) {
+        switch error.primaryCode {
+        case SQLITE_NOTADB:
+            self.init(
+                "\(path) is not a SQLite database, or its header is damaged; connlog leaves it untouched: move it aside to start a new one",
+                kind: .damagedDatabase)
+        case SQLITE_CORRUPT:
+            self.init(
+                "\(path) is damaged (\(error.message)); connlog leaves it untouched: check it with `sqlite3 \(path) 'PRAGMA integrity_check'`, move it aside and start a new one (`.recover` in sqlite3 may save what is readable)",
+                kind: .damagedDatabase)
+        case SQLITE_FULL:
+            self.init("the disk holding \(path) is full; nothing was half-written: free some space and run again")
+        case SQLITE_READONLY:
+            self.init("\(path) is read-only (\(error.message)); make it and its directory writable, or pass another --db")
+        case SQLITE_CANTOPEN:
+            self.init("cannot open \(path) (\(error.message)); check that the directory exists and is writable")
+        case SQLITE_BUSY:
+            self.init("\(path) stayed locked by another process past the busy timeout; try again")
+        case SQLITE_IOERR:
+            self.init("I/O error on \(path) (\(error.message)); check the disk, then run again")
+        default:
+            return nil
+        }
+    }
+}
