@@ -36,6 +36,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The in-process half of scripts/bench (steady samples, parsing, bursts, generated history, questions).
+        .executableTarget(
+            name: "connlog-bench",
+            dependencies: ["ConnLog"]
+        ),
         .testTarget(
             name: "ConnLogTests",
             dependencies: ["ConnLog"],
