@@ -154,6 +154,34 @@ struct QuestionTests {
         #expect(try ask("timeline") { $0.state = .lastAck }.rows.map { $0[1] } == ["state", "close"])
     }
 
+    /// The timeline and the raw events select by a range of event ids; that range must hold
+    /// exactly the events of the samples taken in the window asked about.
+    @Test func timeWindowsKeepExactlyTheEventsOfTheirSamples() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let t0 = Self.t0
+        let windows: [(Int64?, Int64?)] = [
+            (nil, nil), (t0, t0 + 4000), (t0 + 1000, t0 + 1000), (t0 + 1500, t0 + 3500), (t0 + 6000, t0 + 9000),
+            (t0 + 100_000, nil), (nil, t0), (nil, t0 - 1), (t0 + 3000, t0 + 1000), (t0 + 4000, nil),
+        ]
+        for (since, until) in windows {
+            var expected: [String] = []
+            try store.database.forEach(
+                "SELECT s.at FROM events e JOIN samples s ON s.id = e.sample_id WHERE s.at BETWEEN ? AND ? ORDER BY e.id",
+                [.integer(since ?? 0), .integer(until ?? Int64.max)]
+            ) { expected.append(TimeText.iso8601($0.int64(0))) }
+            let timeline = try ask("timeline") {
+                $0.since = since
+                $0.until = until
+            }
+            #expect(timeline.rows.map { $0[0] } == expected, "since \(String(describing: since)), until \(String(describing: until))")
+            let raw = try ask("events") {
+                $0.since = since
+                $0.until = until
+            }
+            #expect(raw.rows.map { $0[1] } == expected)
+        }
+    }
+
     @Test func peersCountOpensClosesAndResets() throws {
         defer { try? FileManager.default.removeItem(at: directory) }
         let rows = try ask("peers").rows

@@ -99,7 +99,7 @@ extension Question {
                    \(Fragment.endpoint("la", "c.local_port")) AS local, \(Fragment.endpoint("ra", "c.remote_port")) AS remote,
                    c.pid, p.name AS program
             \(Fragment.eventRows)
-            WHERE e.sample_id IN (SELECT id FROM samples WHERE at BETWEEN :since AND :until)
+            WHERE \(Fragment.eventsInTime)
               AND (:peer IS NULL OR ra.text = :peer OR la.text = :peer) AND \(Fragment.portFilter)
               AND (:state IS NULL OR e.from_state = :state OR e.to_state = :state)
             ORDER BY e.id
@@ -319,7 +319,7 @@ extension Question {
                    c.pid, p.name AS program, r.name AS end_reason
             \(Fragment.eventRows)
             LEFT JOIN end_reasons r ON r.code = c.end_reason
-            WHERE e.sample_id IN (SELECT id FROM samples WHERE at BETWEEN :since AND :until)
+            WHERE \(Fragment.eventsInTime)
             ORDER BY e.id
             LIMIT :limit
             """)

@@ -105,4 +105,14 @@ enum Fragment {
 
     /// The latest sample, standing in for "last seen" of a connection still open.
     static let latestSample = "(SELECT max(at) FROM samples)"
+    /// Events of the samples taken between :since and :until, as a range of event ids: events
+    /// are only ever added for the sample being recorded, so their ids rise with their samples',
+    /// and a range lets `ORDER BY e.id LIMIT n` stop after n rows instead of sorting them all.
+    static let eventsInTime = """
+        e.id BETWEEN
+            (SELECT f.id FROM events f WHERE f.sample_id >= (SELECT id FROM samples WHERE at >= :since ORDER BY at LIMIT 1)
+             ORDER BY f.sample_id, f.id LIMIT 1)
+        AND (SELECT l.id FROM events l WHERE l.sample_id <= (SELECT id FROM samples WHERE at <= :until ORDER BY at DESC LIMIT 1)
+             ORDER BY l.sample_id DESC, l.id DESC LIMIT 1)
+        """
 }
