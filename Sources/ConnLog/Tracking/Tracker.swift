@@ -67,6 +67,8 @@ public struct Tracker: Sendable {
         /// when one of its closes is withdrawn.
         public var lastResets: Int64?
         public var lastCandidates: Set<Int64>
+        /// The local ports of `open`'s listeners, kept between samples; nil until computed.
+        var listeningPorts: Set<UInt16>?
 
         public init(
             open: [SocketKey: TrackedConnection] = [:], justClosed: [SocketKey: TrackedConnection] = [:],
@@ -83,6 +85,8 @@ public struct Tracker: Sendable {
     }
 
     public private(set) var state: State
+    /// Scratch space for ``mayRepeatKeys(_:table:)``, kept between samples.
+    private var fingerprints: [UInt64] = []
 
     /// Linux's fixed TIME_WAIT length (`TCP_TIMEWAIT_LEN` in include/net/tcp.h), in USER_HZ ticks.
     static let timeWaitTicks: Int64 = 6000
@@ -101,7 +105,7 @@ public struct Tracker: Sendable {
     ///   longer than twice this is a gap, and what closed inside it is `unobserved`.
     public mutating func apply(_ snapshot: Snapshot, expectedInterval: Int64, slack: Int64 = 0) -> SampleDiff {
         var diff = SampleDiff(at: snapshot.at, after: state.last?.at)
-        let (sightings, positions) = deduplicate(snapshot.sightings)
+        let sightings = Self.mayRepeatKeys(snapshot.sightings, table: &fingerprints) ? deduplicate(snapshot.sightings) : snapshot.sightings
         diff.sockets = sightings.count
 
         if let last = state.last {
@@ -130,45 +134,73 @@ public struct Tracker: Sendable {
                 diff.closed.append((connection, .unobserved))
             }
             state.open.removeAll()
+            state.listeningPorts = []
             state.justClosed.removeAll()
             state.lastCandidates.removeAll()
         }
 
-        var listeningPorts = Set(state.open.values.lazy.filter { $0.state == .listen }.map(\.key.local.port))
-        for sighting in sightings where sighting.state == .listen { listeningPorts.insert(sighting.key.local.port) }
-
-        var pendingClosures: [TrackedConnection] = []
         let previouslyClosed = state.justClosed
         state.justClosed.removeAll(keepingCapacity: true)
 
+        // Match each sighting to its open connection with one lookup, updating it in place.
+        // Sightings with no open connection (new, or back after a missed read) and new
+        // generations on a known key are opened once the closures are known, so every close in
+        // a sample precedes every open, and no insertion moves an index still in use.
+        var matched: [Dictionary<SocketKey, TrackedConnection>.Index] = []
+        matched.reserveCapacity(min(sightings.count, state.open.count))
+        var unmatched: [(sighting: Sighting, replacing: Bool)] = []
+        var pendingClosures: [TrackedConnection] = []
         for sighting in sightings {
-            if var connection = state.open[sighting.key] {
-                if isNewGeneration(connection, sighting) {
-                    pendingClosures.append(connection)
-                    diff.events.append(.close(connection: connection.id, last: connection.state, reason: .ambiguous))
-                    open(sighting, snapshot: snapshot, listeningPorts: listeningPorts, into: &diff)
-                } else if update(&connection, with: sighting, snapshot: snapshot, into: &diff) {
-                    state.open[sighting.key] = connection
-                    diff.updated.append(connection)
-                }
-            } else if var connection = previouslyClosed[sighting.key], isSameSocket(connection, sighting, at: snapshot.at),
-                diff.windowStart?.isBlind != true
-            {
-                diff.reopened.append(connection.id)
-                _ = update(&connection, with: sighting, snapshot: snapshot, into: &diff)
-                state.open[sighting.key] = connection
-                diff.updated.append(connection)
-            } else {
-                open(sighting, snapshot: snapshot, listeningPorts: listeningPorts, into: &diff)
+            guard let index = state.open.index(forKey: sighting.key) else {
+                unmatched.append((sighting, false))
+                continue
+            }
+            matched.append(index)
+            if isNewGeneration(state.open.values[index], sighting) {
+                let connection = state.open.values[index]
+                pendingClosures.append(connection)
+                diff.events.append(.close(connection: connection.id, last: connection.state, reason: .ambiguous))
+                unmatched.append((sighting, true))
+            } else if update(&state.open.values[index], with: sighting, snapshot: snapshot, into: &diff) {
+                diff.updated.append(state.open.values[index])
             }
         }
-
-        for (key, connection) in state.open where positions[key] == nil {
+        // The open connections no sighting matched are gone. Both walks go in index order.
+        matched.sort()
+        var next = 0
+        for index in state.open.indices {
+            if next < matched.count && matched[next] == index {
+                next += 1
+                continue
+            }
+            let connection = state.open.values[index]
             pendingClosures.append(connection)
             diff.events.append(.close(connection: connection.id, last: connection.state, reason: .ambiguous))
         }
-        for connection in pendingClosures where state.open[connection.key]?.id == connection.id {
-            state.open.removeValue(forKey: connection.key)
+        if !unmatched.isEmpty {
+            // A sighting is inbound when its local port was listening at the previous sample or is now.
+            var listeningPorts = state.listeningPorts ?? Self.listeningPorts(of: state.open.values)
+            for sighting in sightings where sighting.state == .listen { listeningPorts.insert(sighting.key.local.port) }
+            for connection in pendingClosures { state.open.removeValue(forKey: connection.key) }
+            for (sighting, replacing) in unmatched {
+                if !replacing, var connection = previouslyClosed[sighting.key], isSameSocket(connection, sighting, at: snapshot.at),
+                    diff.windowStart?.isBlind != true
+                {
+                    diff.reopened.append(connection.id)
+                    _ = update(&connection, with: sighting, snapshot: snapshot, into: &diff)
+                    state.open[sighting.key] = connection
+                    diff.updated.append(connection)
+                } else {
+                    open(sighting, snapshot: snapshot, listeningPorts: listeningPorts, into: &diff)
+                }
+            }
+        } else {
+            for connection in pendingClosures { state.open.removeValue(forKey: connection.key) }
+        }
+        if state.listeningPorts == nil || diff.opened.contains(where: { $0.state == .listen })
+            || pendingClosures.contains(where: { $0.state == .listen }) || !diff.reopened.isEmpty
+        {
+            state.listeningPorts = Self.listeningPorts(of: state.open.values)
         }
         revisePreviousSample(previouslyClosed: previouslyClosed, into: &diff)
         classify(pendingClosures, into: &diff)
@@ -180,8 +212,8 @@ public struct Tracker: Sendable {
     /// Folds lines that name the same key into one, keeping the one that continues the tracked
     /// connection (same inode), else one with a live inode, else the last read.
     ///
-    /// - Returns: the distinct sightings, and each key's position among them.
-    func deduplicate(_ sightings: [Sighting]) -> ([Sighting], [SocketKey: Int]) {
+    /// - Returns: the distinct sightings.
+    func deduplicate(_ sightings: [Sighting]) -> [Sighting] {
         var index: [SocketKey: Int] = [:]
         index.reserveCapacity(sightings.count)
         var result: [Sighting] = []
@@ -202,10 +234,58 @@ public struct Tracker: Sendable {
                 result[position] = sighting
             }
         }
-        return (result, index)
+        return result
     }
 
     @inline(__always) private static func value(of slot: inout Int) -> Int { slot }
+
+    /// Whether two sightings may share a key, from a table of 64-bit fingerprints: much cheaper
+    /// than hashing every key into a dictionary. A repeated fingerprint (a duplicate line, or very
+    /// rarely two keys that mix alike) sends the sample to the exact ``deduplicate(_:)``.
+    static func mayRepeatKeys(_ sightings: [Sighting], table: inout [UInt64]) -> Bool {
+        var size = 16
+        while size < sightings.count * 2 { size <<= 1 }
+        if table.count != size {
+            table = [UInt64](repeating: 0, count: size)
+        } else {
+            table.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+        }
+        let mask = size - 1
+        return table.withUnsafeMutableBufferPointer { slots in
+            for sighting in sightings {
+                let fingerprint = Self.fingerprint(sighting.key) | 1
+                var slot = Int(truncatingIfNeeded: fingerprint >> 29) & mask
+                while slots[slot] != 0 {
+                    if slots[slot] == fingerprint { return true }
+                    slot = (slot + 1) & mask
+                }
+                slots[slot] = fingerprint
+            }
+            return false
+        }
+    }
+
+    /// Mixes every field of a key into 64 bits (multiply and xor-shift steps).
+    @inline(__always) static func fingerprint(_ key: SocketKey) -> UInt64 {
+        @inline(__always) func mix(_ hash: UInt64, _ word: UInt64) -> UInt64 {
+            var value = (hash ^ word) &* 0x9E37_79B9_7F4A_7C15
+            value ^= value >> 31
+            return value
+        }
+        var hash = mix(0x243F_6A88_85A3_08D3, key.local.address.high)
+        hash = mix(hash, key.local.address.low)
+        hash = mix(hash, key.remote.address.high)
+        hash = mix(hash, key.remote.address.low)
+        hash = mix(hash, UInt64(key.local.port) << 32 | UInt64(key.remote.port) << 8 | UInt64(key.local.address.family))
+        return hash ^ (hash >> 29)
+    }
+
+    /// The local ports of listening sockets among `connections`.
+    static func listeningPorts(of connections: Dictionary<SocketKey, TrackedConnection>.Values) -> Set<UInt16> {
+        var ports: Set<UInt16> = []
+        for connection in connections where connection.state == .listen { ports.insert(connection.key.local.port) }
+        return ports
+    }
 
     private func isNewGeneration(_ connection: TrackedConnection, _ sighting: Sighting) -> Bool {
         if connection.inode != 0 && sighting.inode != 0 && connection.inode != sighting.inode { return true }
