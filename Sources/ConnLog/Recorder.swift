@@ -118,7 +118,7 @@ public final class Recorder {
         tracker = Tracker(state: position.tracker)
         windowID = position.windowID
         self.namespace = namespace
-        source.rememberOwners(of: position.tracker.open.values, withoutOwners: position.lastSampleAttributed)
+        source.rememberOwners(of: position.tracker.openConnections, withoutOwners: position.lastSampleAttributed)
     }
 
     /// Prunes history older than `options.retain`, at most once a minute, for at most

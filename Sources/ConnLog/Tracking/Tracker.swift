@@ -56,7 +56,17 @@ public struct Tracker: Sendable {
     /// What the tracker remembers between samples; loaded from the store for `collect --once`.
     public struct State: Sendable {
         /// The open connections: the last sample's socket set.
-        public var open: [SocketKey: TrackedConnection]
+        var table: ConnectionTable
+        /// The open connections by key (built on each call: for resuming and inspecting, not per socket).
+        public var open: [SocketKey: TrackedConnection] {
+            get { Dictionary(uniqueKeysWithValues: table.connections.map { ($0.key, $0) }) }
+            set {
+                table = ConnectionTable(newValue.values)
+                listeningPorts = nil
+            }
+        }
+        /// The open connections, in no particular order.
+        public var openConnections: [TrackedConnection] { table.connections }
         /// Connections the last sample closed, in case the next read shows that read missed them.
         public var justClosed: [SocketKey: TrackedConnection]
         /// The last sample's time, boot id, counters and expected interval (nil before the first sample).
@@ -75,7 +85,7 @@ public struct Tracker: Sendable {
             last: (at: Int64, bootID: String, counters: [String: Int64], interval: Int64)? = nil, nextID: Int64 = 1,
             lastResets: Int64? = nil, lastCandidates: Set<Int64> = []
         ) {
-            self.open = open
+            self.table = ConnectionTable(open.values)
             self.justClosed = justClosed
             self.last = last
             self.nextID = nextID
@@ -129,11 +139,11 @@ public struct Tracker: Sendable {
 
         if diff.windowStart == .reboot {
             // Nothing on the old boot survives it, and no read saw when it went.
-            for connection in state.open.values.sorted(by: { $0.id < $1.id }) {
+            for connection in state.table.connections.sorted(by: { $0.id < $1.id }) {
                 diff.events.append(.close(connection: connection.id, last: connection.state, reason: .unobserved))
                 diff.closed.append((connection, .unobserved))
             }
-            state.open.removeAll()
+            state.table.removeAll()
             state.listeningPorts = []
             state.justClosed.removeAll()
             state.lastCandidates.removeAll()
@@ -145,62 +155,59 @@ public struct Tracker: Sendable {
         // Match each sighting to its open connection with one lookup, updating it in place.
         // Sightings with no open connection (new, or back after a missed read) and new
         // generations on a known key are opened once the closures are known, so every close in
-        // a sample precedes every open, and no insertion moves an index still in use.
-        var matched: [Dictionary<SocketKey, TrackedConnection>.Index] = []
-        matched.reserveCapacity(min(sightings.count, state.open.count))
+        // a sample precedes every open, and no insertion moves a position still in use.
+        var seen = [Bool](repeating: false, count: state.table.count)
         var unmatched: [(sighting: Sighting, replacing: Bool)] = []
         var pendingClosures: [TrackedConnection] = []
+        var closing: [Int] = []
         for sighting in sightings {
-            guard let index = state.open.index(forKey: sighting.key) else {
+            guard let position = state.table.position(of: sighting.key) else {
                 unmatched.append((sighting, false))
                 continue
             }
-            matched.append(index)
-            if isNewGeneration(state.open.values[index], sighting) {
-                let connection = state.open.values[index]
+            seen[position] = true
+            if isNewGeneration(state.table[position], sighting) {
+                let connection = state.table[position]
                 pendingClosures.append(connection)
+                closing.append(position)
                 diff.events.append(.close(connection: connection.id, last: connection.state, reason: .ambiguous))
                 unmatched.append((sighting, true))
-            } else if update(&state.open.values[index], with: sighting, snapshot: snapshot, into: &diff) {
-                diff.updated.append(state.open.values[index])
+            } else if update(&state.table[position], with: sighting, snapshot: snapshot, into: &diff) {
+                diff.updated.append(state.table[position])
             }
         }
-        // The open connections no sighting matched are gone. Both walks go in index order.
-        matched.sort()
-        var next = 0
-        for index in state.open.indices {
-            if next < matched.count && matched[next] == index {
-                next += 1
-                continue
-            }
-            let connection = state.open.values[index]
+        // The open connections no sighting matched are gone.
+        for position in seen.indices where !seen[position] {
+            let connection = state.table[position]
             pendingClosures.append(connection)
+            closing.append(position)
             diff.events.append(.close(connection: connection.id, last: connection.state, reason: .ambiguous))
         }
+        // A sighting is inbound when its local port was listening at the previous sample or is now.
+        var listeningPorts: Set<UInt16> = []
         if !unmatched.isEmpty {
-            // A sighting is inbound when its local port was listening at the previous sample or is now.
-            var listeningPorts = state.listeningPorts ?? Self.listeningPorts(of: state.open.values)
+            listeningPorts = state.listeningPorts ?? Self.listeningPorts(of: state.table.connections)
             for sighting in sightings where sighting.state == .listen { listeningPorts.insert(sighting.key.local.port) }
-            for connection in pendingClosures { state.open.removeValue(forKey: connection.key) }
-            for (sighting, replacing) in unmatched {
-                if !replacing, var connection = previouslyClosed[sighting.key], isSameSocket(connection, sighting, at: snapshot.at),
-                    diff.windowStart?.isBlind != true
-                {
-                    diff.reopened.append(connection.id)
-                    _ = update(&connection, with: sighting, snapshot: snapshot, into: &diff)
-                    state.open[sighting.key] = connection
-                    diff.updated.append(connection)
-                } else {
-                    open(sighting, snapshot: snapshot, listeningPorts: listeningPorts, into: &diff)
-                }
+        }
+        state.table.remove(at: closing)
+        // Grown once, not by doubling: at a large first sample the doubling copies were the peak of memory.
+        state.table.reserveCapacity(state.table.count + unmatched.count)
+        for (sighting, replacing) in unmatched {
+            if !replacing, var connection = previouslyClosed[sighting.key], isSameSocket(connection, sighting, at: snapshot.at),
+                diff.windowStart?.isBlind != true
+            {
+                diff.reopened.append(connection.id)
+                _ = update(&connection, with: sighting, snapshot: snapshot, into: &diff)
+                state.table.insert(connection)
+                diff.updated.append(connection)
+            } else {
+                open(sighting, snapshot: snapshot, listeningPorts: listeningPorts, into: &diff)
             }
-        } else {
-            for connection in pendingClosures { state.open.removeValue(forKey: connection.key) }
         }
         if state.listeningPorts == nil || diff.opened.contains(where: { $0.state == .listen })
             || pendingClosures.contains(where: { $0.state == .listen }) || !diff.reopened.isEmpty
         {
-            state.listeningPorts = Self.listeningPorts(of: state.open.values)
+            state.listeningPorts = Self.listeningPorts(of: state.table.connections)
         }
         revisePreviousSample(previouslyClosed: previouslyClosed, into: &diff)
         classify(pendingClosures, into: &diff)
@@ -227,7 +234,7 @@ public struct Tracker: Sendable {
                 continue
             }
             let kept = result[position]
-            let trackedInode = state.open[sighting.key]?.inode ?? 0
+            let trackedInode = state.table.position(of: sighting.key).map { state.table[$0].inode } ?? 0
             if trackedInode != 0 && kept.inode == trackedInode { continue }
             if trackedInode != 0 && sighting.inode == trackedInode || kept.inode == 0 || sighting.inode != 0 && sighting.inode < kept.inode
             {
@@ -281,7 +288,7 @@ public struct Tracker: Sendable {
     }
 
     /// The local ports of listening sockets among `connections`.
-    static func listeningPorts(of connections: Dictionary<SocketKey, TrackedConnection>.Values) -> Set<UInt16> {
+    static func listeningPorts(of connections: [TrackedConnection]) -> Set<UInt16> {
         var ports: Set<UInt16> = []
         for connection in connections where connection.state == .listen { ports.insert(connection.key.local.port) }
         return ports
@@ -346,7 +353,7 @@ public struct Tracker: Sendable {
         if sighting.state == .timeWait {
             connection.timeWaitAt = timeWaitEntry(sighting, at: snapshot.at, notBefore: nil)
         }
-        state.open[sighting.key] = connection
+        state.table.insert(connection)
         diff.opened.append(connection)
         diff.events.append(.open(connection: connection.id, state: sighting.state))
     }
