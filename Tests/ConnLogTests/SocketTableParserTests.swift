@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import ConnLog
@@ -77,6 +78,41 @@ struct SocketTableParserTests {
         let (sightings, malformed) = SocketTableParser.parse(try fixture("tcp_ipv4.txt"), family: 6)
         #expect(sightings.isEmpty)
         #expect(malformed == 3)
+    }
+
+    /// A table far larger than the reader's buffer arrives in pieces: every line must come out
+    /// exactly as from the whole text, including a line longer than the buffer, and a line that
+    /// looks like the header is malformed anywhere but at the top.
+    @Test func aLargeTableReadInPiecesParsesLikeTheWholeText() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("connlog-pieces-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        for folder in ["net", "sys/kernel/random", "self/ns"] {
+            try FileManager.default.createDirectory(at: root.appendingPathComponent(folder), withIntermediateDirectories: true)
+        }
+        try FileManager.default.createSymbolicLink(
+            atPath: root.appendingPathComponent("self/ns/net").path, withDestinationPath: "net:[4026531840]")
+        try "b\n".write(to: root.appendingPathComponent("sys/kernel/random/boot_id"), atomically: true, encoding: .utf8)
+        let header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+        try header.write(to: root.appendingPathComponent("net/tcp6"), atomically: true, encoding: .utf8)
+        var table = header
+        for index in 0..<6000 {
+            if index == 2000 { table += String(repeating: "A", count: 600_000) + "\n" }
+            if index == 4000 { table += "  sl  local_address rem_address\n" }
+            let port = String(format: "%04X", 10000 + index)
+            table +=
+                "  \(index): 0100007F:1F90 0200007F:\(port) 01 00000000:00000000 00:00000000 00000000  1000        0 \(70000 + index) 1 0000000000000000 20 4 30 10 -1\n"
+        }
+        try table.write(to: root.appendingPathComponent("net/tcp"), atomically: true, encoding: .utf8)
+
+        let snapshot = try ProcSource(root: root.path, attributeProcesses: false).sample()
+        let whole = SocketTableParser.parse(Array(table.utf8), family: 4)
+        #expect(snapshot.sightings.count == 6000)
+        #expect(snapshot.sightings == whole.sightings)
+        #expect(snapshot.malformedLines == 2)
+        #expect(whole.malformed == 2)
+        // A piece after the first has no header: a line that looks like one is malformed there.
+        var none: [Sighting] = []
+        #expect(Array(header.utf8).withUnsafeBytes { SocketTableParser.parse($0, family: 4, atStart: false, into: &none) } == 1)
     }
 
     @Test func kernelCountersByName() throws {

@@ -8,25 +8,45 @@ enum FileReading {
     /// given as `--proc-root` must not stall the collector.
     static let maximumSize = 1 << 30
 
+    /// Opens the regular file at `path` for reading; anything else (a FIFO, a directory) is refused.
+    private static func openRegularFile(_ path: String) throws(ConnLogError) -> Int32 {
+        // O_NONBLOCK keeps a FIFO planted at the path from blocking the open.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { throw ConnLogError("cannot read \(path): \(errorText(errno))") }
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            throw ConnLogError("cannot read \(path): not a regular file; point --proc-root at a proc filesystem")
+        }
+        return fd
+    }
+
     /// Reads the whole regular file at `path` into `buffer` (grown as needed, reused across calls).
     ///
     /// - Returns: the number of bytes read.
     static func read(_ path: String, into buffer: inout [UInt8]) throws(ConnLogError) -> Int {
-        // O_NONBLOCK keeps a FIFO planted at the path from blocking the open.
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard fd >= 0 else { throw ConnLogError("cannot read \(path): \(errorText(errno))") }
+        try read(path, buffer: &buffer, whole: true) { _ in }
+    }
+
+    /// Reads the regular file at `path` in pieces that each end at a line break (the last one
+    /// may not), handing each to `body` as it arrives: a large table is parsed through a small
+    /// buffer instead of being held whole. `buffer` is reused across calls, and grows only for a
+    /// line longer than itself.
+    static func readLines(_ path: String, buffer: inout [UInt8], _ body: (UnsafeRawBufferPointer) -> Void) throws(ConnLogError) {
+        _ = try read(path, buffer: &buffer, whole: false, body)
+    }
+
+    /// The reading loop of both: keeps everything when `whole`, else hands over whole lines.
+    private static func read(
+        _ path: String, buffer: inout [UInt8], whole: Bool, _ body: (UnsafeRawBufferPointer) -> Void
+    ) throws(ConnLogError) -> Int {
+        let fd = try openRegularFile(path)
         defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
-            throw ConnLogError("cannot read \(path): not a regular file; point --proc-root at a proc filesystem")
-        }
-        if buffer.count < 64 * 1024 { buffer = [UInt8](repeating: 0, count: 64 * 1024) }
+        if buffer.count < 256 * 1024 { buffer = [UInt8](repeating: 0, count: 256 * 1024) }
         var filled = 0
+        var total = 0
         while true {
             if filled == buffer.count {
-                guard buffer.count < maximumSize else {
-                    throw ConnLogError("cannot read \(path): larger than \(maximumSize >> 20) MiB; is --proc-root right?")
-                }
                 buffer.append(contentsOf: repeatElement(0, count: buffer.count))
             }
             let count = buffer.withUnsafeMutableBytes { raw in
@@ -34,13 +54,30 @@ enum FileReading {
             }
             if count > 0 {
                 filled += count
+                total += count
+                guard total <= maximumSize else {
+                    throw ConnLogError("cannot read \(path): larger than \(maximumSize >> 20) MiB; is --proc-root right?")
+                }
+                if whole { continue }
+                // Hand over everything up to the last line break; only the new bytes can hold it.
+                var end = filled
+                while end > filled - count && buffer[end - 1] != newline { end -= 1 }
+                guard end > filled - count else { continue }
+                buffer.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[..<end])) }
+                buffer.withUnsafeMutableBytes { raw in
+                    _ = memmove(raw.baseAddress!, raw.baseAddress! + end, filled - end)
+                }
+                filled -= end
             } else if count == 0 {
+                if !whole && filled > 0 { buffer.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[..<filled])) } }
                 return filled
             } else if errno != EINTR {
                 throw ConnLogError("cannot read \(path): \(errorText(errno))")
             }
         }
     }
+
+    private static let newline = UInt8(ascii: "\n")
 
     /// The whole file as text, or nil when it cannot be read.
     static func text(_ path: String) -> String? {

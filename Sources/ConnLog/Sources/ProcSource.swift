@@ -110,10 +110,13 @@ public final class ProcSource {
     private func readTable(_ path: String, family: UInt8, required: Bool) throws(ConnLogError) -> Int {
         // A kernel booted with ipv6.disable=1 has no tcp6; that is an empty table, not an error.
         if !required && !FileReading.exists(path) { return 0 }
-        let count = try FileReading.read(path, into: &buffer)
-        return buffer.withUnsafeBytes { raw in
-            SocketTableParser.parse(UnsafeRawBufferPointer(rebasing: raw[..<count]), family: family, into: &sightings)
+        var malformed = 0
+        var atStart = true
+        try FileReading.readLines(path, buffer: &buffer) { piece in
+            malformed += SocketTableParser.parse(piece, family: family, atStart: atStart, into: &sightings)
+            atStart = false
         }
+        return malformed
     }
 
     /// The boot id (`sys/kernel/random/boot_id`), trimmed.

@@ -6,17 +6,21 @@
 /// print shorter lines (`get_timewait4_sock`, `get_openreq4`). A line that does not parse is
 /// counted and skipped.
 public enum SocketTableParser {
-    /// Appends the sockets in `text` (a whole table, header included) to `sightings`.
+    /// Appends the sockets in `text` (whole lines of a table) to `sightings`.
     ///
     /// - Parameter family: 4 for `tcp`, 6 for `tcp6`.
+    /// - Parameter atStart: `text` begins the table, so a header line there is skipped; later
+    ///   pieces of a table have none, and a line there that looks like one is malformed.
     /// - Returns: the number of lines that did not parse.
     @discardableResult
-    public static func parse(_ text: UnsafeRawBufferPointer, family: UInt8, into sightings: inout [Sighting]) -> Int {
+    public static func parse(
+        _ text: UnsafeRawBufferPointer, family: UInt8, atStart: Bool = true, into sightings: inout [Sighting]
+    ) -> Int {
         guard let base = text.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return 0 }
         let end = base + text.count
         var malformed = 0
         var line = base
-        var first = true
+        var first = atStart
         while line < end {
             var lineEnd = line
             while lineEnd < end && lineEnd.pointee != newline { lineEnd += 1 }
