@@ -59,9 +59,9 @@ extension Store {
             if let value { counters[name] = value }
         }
 
-        var open: [SocketKey: TrackedConnection] = [:]
+        var open: [TrackedConnection] = []
         try loadConnections(where: "c.namespace_id = ? AND c.closed_at IS NULL", [.integer(namespaceID)]) { connection, _ in
-            open[connection.key] = connection
+            open.append(connection)
         }
         var justClosed: [SocketKey: TrackedConnection] = [:]
         var candidates: Set<Int64> = []
@@ -76,7 +76,7 @@ extension Store {
 
         return Position(
             tracker: Tracker.State(
-                open: open, justClosed: justClosed, last: (lastAt, bootID, counters, interval), nextID: nextID,
+                openConnections: open, justClosed: justClosed, last: (lastAt, bootID, counters, interval), nextID: nextID,
                 lastResets: lastResets, lastCandidates: candidates),
             windowID: windowID, lastSampleAttributed: attributed)
     }
@@ -84,11 +84,20 @@ extension Store {
     private func loadConnections(
         where condition: String, _ values: [SQLValue], _ body: (TrackedConnection, EndReason?) -> Void
     ) throws {
+        // Many connections share a few addresses: each is decoded once.
+        var addresses: [Int64: IPAddress] = [:]
+        func address(_ row: Statement, id: Int32, bytes: Int32) -> IPAddress? {
+            let key = row.int64(id)
+            if let known = addresses[key] { return known }
+            let decoded = IPAddress(bytes: row.blob(bytes))
+            addresses[key] = decoded
+            return decoded
+        }
         try database.forEach(
             """
             SELECT c.id, la.bytes, c.local_port, ra.bytes, c.remote_port, c.state, c.states_seen, c.inode, c.uid,
                    c.direction, c.preexisting, c.first_seen, c.time_wait_at, c.max_retransmits, c.max_tx_queue,
-                   c.max_rx_queue, c.pid, p.name, c.end_reason
+                   c.max_rx_queue, c.pid, p.name, c.end_reason, c.local_address, c.remote_address
             FROM connections c
             JOIN addresses la ON la.id = c.local_address
             JOIN addresses ra ON ra.id = c.remote_address
@@ -96,7 +105,7 @@ extension Store {
             WHERE \(condition)
             """, values
         ) { row in
-            guard let local = IPAddress(bytes: row.blob(1)), let remote = IPAddress(bytes: row.blob(3)) else { return }
+            guard let local = address(row, id: 19, bytes: 1), let remote = address(row, id: 20, bytes: 3) else { return }
             var owner: ProcessOwner?
             if let pid = row.optionalInt64(16) {
                 owner = ProcessOwner(pid: Int32(truncatingIfNeeded: pid), program: row.optionalText(17) ?? "?")

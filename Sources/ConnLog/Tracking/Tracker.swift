@@ -85,7 +85,18 @@ public struct Tracker: Sendable {
             last: (at: Int64, bootID: String, counters: [String: Int64], interval: Int64)? = nil, nextID: Int64 = 1,
             lastResets: Int64? = nil, lastCandidates: Set<Int64> = []
         ) {
-            self.table = ConnectionTable(open.values)
+            self.init(
+                openConnections: Array(open.values), justClosed: justClosed, last: last, nextID: nextID, lastResets: lastResets,
+                lastCandidates: lastCandidates)
+        }
+
+        /// - Parameter openConnections: connections with distinct keys.
+        public init(
+            openConnections: [TrackedConnection], justClosed: [SocketKey: TrackedConnection] = [:],
+            last: (at: Int64, bootID: String, counters: [String: Int64], interval: Int64)? = nil, nextID: Int64 = 1,
+            lastResets: Int64? = nil, lastCandidates: Set<Int64> = []
+        ) {
+            self.table = ConnectionTable(openConnections)
             self.justClosed = justClosed
             self.last = last
             self.nextID = nextID
