@@ -168,12 +168,13 @@ public struct Tracker: Sendable {
         // generations on a known key are opened once the closures are known, so every close in
         // a sample precedes every open, and no insertion moves a position still in use.
         var seen = [Bool](repeating: false, count: state.table.count)
-        var unmatched: [(sighting: Sighting, replacing: Bool)] = []
+        // Positions in `sightings` (not copies: at a large first sample every sighting is unmatched).
+        var unmatched: [(index: Int32, replacing: Bool)] = []
         var pendingClosures: [TrackedConnection] = []
         var closing: [Int] = []
-        for sighting in sightings {
+        for (index, sighting) in sightings.enumerated() {
             guard let position = state.table.position(of: sighting.key) else {
-                unmatched.append((sighting, false))
+                unmatched.append((Int32(index), false))
                 continue
             }
             seen[position] = true
@@ -182,7 +183,7 @@ public struct Tracker: Sendable {
                 pendingClosures.append(connection)
                 closing.append(position)
                 diff.events.append(.close(connection: connection.id, last: connection.state, reason: .ambiguous))
-                unmatched.append((sighting, true))
+                unmatched.append((Int32(index), true))
             } else if update(&state.table[position], with: sighting, snapshot: snapshot, into: &diff) {
                 diff.updated.append(state.table[position])
             }
@@ -203,7 +204,9 @@ public struct Tracker: Sendable {
         state.table.remove(at: closing)
         // Grown once, not by doubling: at a large first sample the doubling copies were the peak of memory.
         state.table.reserveCapacity(state.table.count + unmatched.count)
-        for (sighting, replacing) in unmatched {
+        diff.opened.reserveCapacity(unmatched.count)
+        for (index, replacing) in unmatched {
+            let sighting = sightings[Int(index)]
             if !replacing, var connection = previouslyClosed[sighting.key], isSameSocket(connection, sighting, at: snapshot.at),
                 diff.windowStart?.isBlind != true
             {
