@@ -81,18 +81,19 @@ struct QuestionTests {
         adjust(&parameters)
         var rows: [[String]] = []
         let context = try store.ask(Question.named(name) ?? Question.rawEvents, parameters) { row in
-            rows.append(
-                row.map { value in
-                    switch value {
-                    case .null: "NULL"
-                    case .integer(let v): String(v)
-                    case .real(let v): String(v)
-                    case .text(let v): v
-                    case .blob: "blob"
-                    }
-                })
+            rows.append(row.map(Self.text))
         }
         return (rows, context)
+    }
+
+    static func text(_ value: SQLValue) -> String {
+        switch value {
+        case .null: "NULL"
+        case .integer(let v): String(v)
+        case .real(let v): String(v)
+        case .text(let v): v
+        case .blob: "blob"
+        }
     }
 
     static func iso(_ second: Int64) -> String { TimeText.iso8601(t0 + second * 1000) }
@@ -179,6 +180,42 @@ struct QuestionTests {
                 $0.until = until
             }
             #expect(raw.rows.map { $0[1] } == expected)
+        }
+    }
+
+    /// The questions find a time window's rows through indexes (connections closed since it
+    /// began, events by id range, only the connections with an event in it); over any window they
+    /// must answer exactly what the plain definitions of "alive" and "in the window" give.
+    @Test func indexedWindowsAnswerLikeThePlainDefinitions() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let t0 = Self.t0
+        let plainEvents = "e.sample_id IN (SELECT id FROM samples WHERE at BETWEEN :since AND :until)"
+        let restriction = "WHERE e.connection_id IN (SELECT w.connection_id FROM events w WHERE \(Fragment.eventsInTime(alias: "w")))"
+        let windows: [(Int64?, Int64?)] = [
+            (nil, nil), (t0 + 1500, nil), (t0 + 2000, t0 + 3000), (t0 + 4500, t0 + 11_000), (t0 + 10_000, nil), (nil, t0 + 1000),
+            (t0 + 3000, t0 + 3000),
+        ]
+        for name in ["resets", "peers", "ports", "churn", "state-durations", "timeline"] {
+            let question = try #require(Question.named(name))
+            let plain = question.sql.replacingOccurrences(of: Fragment.aliveRows, with: Fragment.alive)
+                .replacingOccurrences(of: restriction, with: "").replacingOccurrences(of: Fragment.eventsInTime, with: plainEvents)
+            #expect(plain != question.sql, "\(name) no longer uses an indexed window; update this test")
+            for (since, until) in windows {
+                let asked = try ask(name) {
+                    $0.since = since
+                    $0.until = until
+                }.rows
+                var parameters = QuestionParameters(since: since, until: until, now: Self.t0 + 11_500)
+                parameters.limit = nil
+                let statement = try store.database.cached(plain)
+                defer { statement.reset() }
+                try statement.bind(named: parameters.sqlValues)
+                var expected: [[String]] = []
+                while try statement.step() {
+                    expected.append((0..<statement.columnCount).map { Self.text(statement.value($0)) })
+                }
+                #expect(asked == expected, "\(name) over \(String(describing: since))...\(String(describing: until))")
+            }
         }
     }
 

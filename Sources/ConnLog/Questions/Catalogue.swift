@@ -19,7 +19,7 @@ extension Question {
                    count(*) AS connections,
                    \(Fragment.iso("max(CASE WHEN c.end_reason = 3 AND c.closed_at BETWEEN :since AND :until THEN c.closed_at END)")) AS last_reset
             FROM connections c JOIN addresses ra ON ra.id = c.remote_address
-            WHERE c.direction <> 0 AND \(Fragment.alive) AND \(Fragment.peerFilter) AND \(Fragment.portFilter)
+            WHERE c.direction <> 0 AND \(Fragment.aliveRows) AND \(Fragment.peerFilter) AND \(Fragment.portFilter)
             GROUP BY ra.id
             ORDER BY resets DESC, failed_connects DESC, ambiguous DESC, connections DESC, peer
             LIMIT :limit
@@ -64,6 +64,8 @@ extension Question {
                 SELECT e.connection_id, e.kind, e.to_state, e.sample_id, s.at,
                        LEAD(s.at) OVER next AS left_at, LEAD(e.sample_id) OVER next AS left_sample
                 FROM events e JOIN samples s ON s.id = e.sample_id
+                -- A stay that began in the window has its entry event there: only those connections matter.
+                WHERE e.connection_id IN (SELECT w.connection_id FROM events w WHERE \(Fragment.eventsInTime(alias: "w")))
                 WINDOW next AS (PARTITION BY e.connection_id ORDER BY e.id)
             ),
             stays AS (
@@ -121,7 +123,7 @@ extension Question {
                    \(Fragment.iso("min(c.first_seen)")) AS first_seen,
                    \(Fragment.iso("max(COALESCE(c.last_seen, \(Fragment.latestSample)))")) AS last_seen
             FROM connections c JOIN addresses ra ON ra.id = c.remote_address
-            WHERE c.direction <> 0 AND \(Fragment.alive) AND \(Fragment.peerFilter) AND \(Fragment.portFilter)
+            WHERE c.direction <> 0 AND \(Fragment.aliveRows) AND \(Fragment.peerFilter) AND \(Fragment.portFilter)
             GROUP BY ra.id
             ORDER BY connections DESC, peer
             LIMIT :limit
@@ -170,7 +172,7 @@ extension Question {
             JOIN samples s ON s.id = e.sample_id
             JOIN connections c ON c.id = e.connection_id
             JOIN addresses ra ON ra.id = c.remote_address
-            WHERE e.sample_id IN (SELECT id FROM samples WHERE at BETWEEN :since AND :until)
+            WHERE \(Fragment.eventsInTime)
               AND c.direction <> 0 AND \(Fragment.peerFilter) AND \(Fragment.portFilter)
             GROUP BY s.at / :bucket
             ORDER BY s.at / :bucket
@@ -291,7 +293,7 @@ extension Question {
             WITH classified AS (
                 SELECT c.*, CASE WHEN c.direction = 2 THEN c.remote_port ELSE c.local_port END AS service_port
                 FROM connections c JOIN addresses ra ON ra.id = c.remote_address
-                WHERE \(Fragment.alive) AND \(Fragment.peerFilter)
+                WHERE \(Fragment.aliveRows) AND \(Fragment.peerFilter)
             )
             SELECT CASE WHEN service_port < 1024 THEN 'well-known' WHEN service_port < 49152 THEN 'registered'
                         ELSE 'dynamic' END AS port_class,

@@ -87,6 +87,13 @@ enum Fragment {
 
     /// Connections alive at some point in [since, until].
     static let alive = "c.first_seen <= :until AND (c.closed_at IS NULL OR c.closed_at >= :since)"
+    /// The same set, found through the indexes on `closed_at` (closed since the window began)
+    /// and on open connections: a question about a recent window reads only that window's
+    /// connections. (Over the whole history it reads them all either way.)
+    static let aliveRows = """
+        c.first_seen <= :until AND c.id IN (
+            SELECT id FROM connections WHERE closed_at >= :since UNION ALL SELECT id FROM connections WHERE closed_at IS NULL)
+        """
     static let peerFilter = "(:peer IS NULL OR ra.text = :peer)"
     static let portFilter = "(:port IS NULL OR c.local_port = :port OR c.remote_port = :port)"
     /// Events with their sample (`s`), kind (`k`), connection (`c`), addresses (`la`, `ra`),
@@ -108,11 +115,16 @@ enum Fragment {
     /// Events of the samples taken between :since and :until, as a range of event ids: events
     /// are only ever added for the sample being recorded, so their ids rise with their samples',
     /// and a range lets `ORDER BY e.id LIMIT n` stop after n rows instead of sorting them all.
-    static let eventsInTime = """
-        e.id BETWEEN
+    static let eventsInTime = eventsInTime(alias: "e")
+
+    /// ``eventsInTime`` for the events table named `alias`.
+    static func eventsInTime(alias: String) -> String {
+        """
+        \(alias).id BETWEEN
             (SELECT f.id FROM events f WHERE f.sample_id >= (SELECT id FROM samples WHERE at >= :since ORDER BY at LIMIT 1)
              ORDER BY f.sample_id, f.id LIMIT 1)
         AND (SELECT l.id FROM events l WHERE l.sample_id <= (SELECT id FROM samples WHERE at <= :until ORDER BY at DESC LIMIT 1)
              ORDER BY l.sample_id DESC, l.id DESC LIMIT 1)
         """
+    }
 }

@@ -25,7 +25,9 @@ extension Store {
                              WHERE e.connection_id = c.id AND s.at <= :at AND e.kind <> 3
                              ORDER BY e.id DESC LIMIT 1) AS state_then
                 FROM connections c
-                WHERE c.first_seen <= :at AND (c.closed_at IS NULL OR c.closed_at > :at)
+                -- Open ones, and those closed after the moment (through the index on closed_at).
+                WHERE c.first_seen <= :at AND c.id IN (
+                    SELECT id FROM connections WHERE closed_at > :at UNION ALL SELECT id FROM connections WHERE closed_at IS NULL)
             )
             SELECT CASE WHEN t.family = 6 THEN 'tcp6' ELSE 'tcp' END AS proto, t.max_rx_queue AS recv_q,
                    t.max_tx_queue AS send_q, \(Fragment.endpoint("la", "t.local_port", family: "t.family")) AS local,
