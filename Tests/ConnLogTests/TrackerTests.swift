@@ -326,6 +326,50 @@ struct TrackerTests {
         #expect(diff.opened.map(\.direction) == [.listen, .inbound, .outbound])
     }
 
+    /// The listening ports are kept between samples: a port counts as listening when it did at
+    /// the previous sample or does now, and stops counting once its listener is gone (or the
+    /// host rebooted).
+    @Test func directionRemembersListenersAcrossSamplesAndForgetsThemWhenTheyGo() {
+        var d = Driver()
+        let listener = SocketKey(local: Endpoint(address: .ipv4Any, port: 5432), remote: Endpoint(address: .ipv4Any, port: 0))
+        _ = d.sample([socket(listener, .listen, inode: 1)])
+        // The listener goes in the sample that first sees a connection to its port: still inbound.
+        let lastOne = d.sample([socket(key(5432, 41000, remote: "127.0.0.2"), .established, inode: 2)])
+        #expect(lastOne.opened.map(\.direction) == [.inbound])
+        let afterwards = d.sample([
+            socket(key(5432, 41000, remote: "127.0.0.2"), .established, inode: 2), socket(key(5432, 41001, remote: "127.0.0.3"), .established, inode: 3),
+        ])
+        #expect(afterwards.opened.map(\.direction) == [.outbound])
+
+        // A listener before a reboot says nothing about the port after it.
+        var r = Driver()
+        _ = r.sample([socket(listener, .listen, inode: 1)])
+        r.bootID = "boot-b"
+        let rebooted = r.sample([socket(key(5432, 41002, remote: "127.0.0.4"), .established, inode: 4)])
+        #expect(rebooted.windowStart == .reboot)
+        #expect(rebooted.opened.map(\.direction) == [.outbound])
+    }
+
+    /// Within a sample every close comes before every open, whatever the table's order.
+    @Test func aSampleRecordsItsClosesBeforeItsOpens() {
+        var d = Driver()
+        let old = key(41000, 443)
+        let reused = key(41001, 443)
+        _ = d.sample([socket(old, .established, inode: 1), socket(reused, .established, inode: 2)])
+        // A new connection listed first, the old one gone, and a new socket on a known key.
+        let diff = d.sample([socket(key(41002, 443), .established, inode: 3), socket(reused, .established, inode: 4)])
+        let kinds = diff.events.map { event -> String in
+            switch event {
+            case .open: "open"
+            case .state: "state"
+            case .close: "close"
+            }
+        }
+        #expect(kinds == ["close", "close", "open", "open"])
+        #expect(Set(diff.closed.map(\.connection.id)) == [1, 2])
+        #expect(diff.opened.map(\.key) == [key(41002, 443), reused])
+    }
+
     @Test func factsAccumulate() {
         var d = Driver()
         let owner = ProcessOwner(pid: 42, program: "psql")

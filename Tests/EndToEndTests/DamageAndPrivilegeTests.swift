@@ -74,6 +74,32 @@ struct DamagedDatabaseTests {
         #expect(try contents() == before, "nothing was written into the damaged file")
     }
 
+    /// Upgrading writes (new indexes): a damaged older database is refused before any of it.
+    @Test func aDamagedOlderDatabaseIsNotUpgraded() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let proc = try recordedDatabase()
+        // Back to schema version 1: without version 2's indexes.
+        let database = try Database(path: db, mode: .readWrite(create: false))
+        var indexes: [String] = []
+        try database.forEach("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL") { indexes.append($0.text(0)) }
+        for name in indexes
+        where ["connections_listening", "connections_failed", "connections_retransmitting", "connections_preexisting",
+               "connections_ambiguous", "connections_by_closed_at"].contains(name) {
+            try database.execute("DROP INDEX \(name)")
+        }
+        try database.execute("PRAGMA user_version = 1")
+        try database.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        // Damage a table the upgrade does not read.
+        try damageRootPage(of: "events")
+        let before = try contents()
+
+        let once = try run(["collect", "--once", "--no-processes", "--db", db, "--proc-root", proc.root.path])
+        #expect(once.status == 1)
+        #expect(once.stderr.contains("is damaged"), "\(once.stderr)")
+        #expect(try contents() == before)
+        #expect(try query(db, "PRAGMA user_version") == [["1"]])
+    }
+
     @Test func aTruncatedFileIsReportedAndLeftAsItIs() throws {
         defer { try? FileManager.default.removeItem(at: directory) }
         let proc = try recordedDatabase()

@@ -65,7 +65,7 @@ extension Question {
                        LEAD(s.at) OVER next AS left_at, LEAD(e.sample_id) OVER next AS left_sample
                 FROM events e JOIN samples s ON s.id = e.sample_id
                 -- A stay that began in the window has its entry event there: only those connections matter.
-                WHERE e.connection_id IN (SELECT w.connection_id FROM events w WHERE \(Fragment.eventsInTime(alias: "w")))
+                WHERE e.connection_id IN (SELECT w.connection_id FROM events w WHERE \(Fragment.eventIDRange(alias: "w")))
                 WINDOW next AS (PARTITION BY e.connection_id ORDER BY e.id)
             ),
             stays AS (

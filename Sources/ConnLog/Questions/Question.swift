@@ -112,19 +112,22 @@ enum Fragment {
 
     /// The latest sample, standing in for "last seen" of a connection still open.
     static let latestSample = "(SELECT max(at) FROM samples)"
-    /// Events of the samples taken between :since and :until, as a range of event ids: events
-    /// are only ever added for the sample being recorded, so their ids rise with their samples',
-    /// and a range lets `ORDER BY e.id LIMIT n` stop after n rows instead of sorting them all.
-    static let eventsInTime = eventsInTime(alias: "e")
-
-    /// ``eventsInTime`` for the events table named `alias`.
-    static func eventsInTime(alias: String) -> String {
+    /// Event ids from the first event of the earliest sample in [:since, :until] to the last event
+    /// of the latest one: events are only ever added for the sample being recorded, so ids rise
+    /// with sample ids, and a range lets `ORDER BY e.id LIMIT n` stop after n rows instead of
+    /// sorting them all. The samples are bounded by id, not by time, because the clock can step
+    /// back; a range can then also hold samples from outside the window, so callers also filter
+    /// on the sample's time (``eventsInTime`` does).
+    static func eventIDRange(alias: String) -> String {
         """
         \(alias).id BETWEEN
-            (SELECT f.id FROM events f WHERE f.sample_id >= (SELECT id FROM samples WHERE at >= :since ORDER BY at LIMIT 1)
+            (SELECT f.id FROM events f WHERE f.sample_id >= (SELECT min(id) FROM samples WHERE at BETWEEN :since AND :until)
              ORDER BY f.sample_id, f.id LIMIT 1)
-        AND (SELECT l.id FROM events l WHERE l.sample_id <= (SELECT id FROM samples WHERE at <= :until ORDER BY at DESC LIMIT 1)
+        AND (SELECT l.id FROM events l WHERE l.sample_id <= (SELECT max(id) FROM samples WHERE at BETWEEN :since AND :until)
              ORDER BY l.sample_id DESC, l.id DESC LIMIT 1)
         """
     }
+
+    /// The events (`e`, joined to their sample `s`) of the samples taken between :since and :until.
+    static let eventsInTime = eventIDRange(alias: "e") + " AND s.at BETWEEN :since AND :until"
 }

@@ -47,6 +47,10 @@ enum FileReading {
         var total = 0
         while true {
             if filled == buffer.count {
+                // Refused before growing: a huge file must not make the buffer huge.
+                guard buffer.count < maximumSize else {
+                    throw ConnLogError("cannot read \(path): larger than \(maximumSize >> 20) MiB; is --proc-root right?")
+                }
                 buffer.append(contentsOf: repeatElement(0, count: buffer.count))
             }
             let count = buffer.withUnsafeMutableBytes { raw in
@@ -92,6 +96,13 @@ enum FileReading {
         let count = readlink(path, &buffer, buffer.count - 1)
         guard count >= 0 else { return nil }
         return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// `path` with every symbolic link resolved, or nil when it does not exist.
+    static func realPath(_ path: String) -> String? {
+        guard let pointer = realpath(path, nil) else { return nil }
+        defer { free(pointer) }
+        return String(cString: pointer)
     }
 
     static func isDirectory(_ path: String) -> Bool {

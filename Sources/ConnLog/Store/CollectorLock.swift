@@ -69,15 +69,10 @@ public final class CollectorLock {
     /// `<db>.lock` beside the database's real path, so that a symbolic link (or `./x.db` and
     /// `/abs/x.db`) names the same lock. (A hard link to the database would not; do not make one.)
     static func lockPath(for databasePath: String) -> String {
-        func resolved(_ path: String) -> String? {
-            guard let pointer = realpath(path, nil) else { return nil }
-            defer { free(pointer) }
-            return String(cString: pointer)
-        }
-        if let real = resolved(databasePath) { return real + ".lock" }
+        if let real = FileReading.realPath(databasePath) { return real + ".lock" }
         // Not created yet: resolve its directory.
         let name = databasePath.split(separator: "/").last.map(String.init) ?? databasePath
-        if let real = resolved(Store.directory(of: databasePath)) { return real + "/" + name + ".lock" }
+        if let real = FileReading.realPath(Store.directory(of: databasePath)) { return real + "/" + name + ".lock" }
         return databasePath + ".lock"
     }
 

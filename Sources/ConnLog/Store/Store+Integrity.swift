@@ -36,7 +36,9 @@ extension Store {
 
     /// Refuses, before anything is created, a database file or directory this user cannot write:
     /// SQLite keeps its write-ahead log, and connlog its lock file, beside the database.
-    public static func checkWritable(_ path: String) throws(ConnLogError) {
+    public static func checkWritable(_ given: String) throws(ConnLogError) {
+        // Through a symbolic link, what matters is the real file and its real directory.
+        let path = FileReading.realPath(given) ?? given
         if FileReading.exists(path), access(path, W_OK) != 0 {
             throw ConnLogError(
                 "\(path) is not writable by this user (\(FileReading.errorText(errno))); collecting writes to it: run as its owner, make it writable (chmod u+w), or pass another --db"

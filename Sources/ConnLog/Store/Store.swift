@@ -62,6 +62,10 @@ public final class Store {
         }
         try checkIdentity()
         guard access == .write else { return }
+        // An upgrade writes (new indexes): a damaged file is refused before, not after.
+        if let version = try? database.userVersion(), version > 0 && version < Migration.latestVersion {
+            try checkWhole()
+        }
         do {
             try database.enableWriteAheadLog()
             try database.migrate()
@@ -102,14 +106,16 @@ public final class Store {
         ConnLogError(aboutFile: error, path: path) ?? ConnLogError("database error on \(path): \(error)")
     }
 
+    /// Whether this user may create files beside the database (SQLite's -wal and -shm go beside
+    /// its real path, through any symbolic link).
     static func directoryIsWritable(_ path: String) -> Bool {
-        access(directory(of: path), W_OK) == 0
+        access(directory(of: FileReading.realPath(path) ?? path), W_OK) == 0
     }
 
     /// Whether `<path>-wal` holds commits not yet copied into the database file.
     static func hasPendingWriteAheadLog(_ path: String) -> Bool {
         var info = stat()
-        return stat(path + "-wal", &info) == 0 && info.st_size > 0
+        return stat((FileReading.realPath(path) ?? path) + "-wal", &info) == 0 && info.st_size > 0
     }
 
     /// The directory holding `path` ("." for a bare name).

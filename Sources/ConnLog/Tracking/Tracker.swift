@@ -218,7 +218,11 @@ public struct Tracker: Sendable {
                 open(sighting, snapshot: snapshot, listeningPorts: listeningPorts, into: &diff)
             }
         }
-        if state.listeningPorts == nil || diff.opened.contains(where: { $0.state == .listen })
+        let listenerChanged = diff.events.contains { event in
+            if case .state(_, let from, let to) = event { return from == .listen || to == .listen }
+            return false
+        }
+        if state.listeningPorts == nil || listenerChanged || diff.opened.contains(where: { $0.state == .listen })
             || pendingClosures.contains(where: { $0.state == .listen }) || !diff.reopened.isEmpty
         {
             state.listeningPorts = Self.listeningPorts(of: state.table.connections)
@@ -286,14 +290,18 @@ public struct Tracker: Sendable {
         }
     }
 
-    /// Mixes every field of a key into 64 bits (multiply and xor-shift steps).
+    /// Chosen per process, so that peers cannot pick addresses and ports whose fingerprints
+    /// collide and turn every lookup into a long probe (as Swift's own hashing is seeded).
+    static let fingerprintSeed = UInt64.random(in: 1...UInt64.max)
+
+    /// Mixes every field of a key into 64 bits (multiply and xor-shift steps), from a per-process seed.
     @inline(__always) static func fingerprint(_ key: SocketKey) -> UInt64 {
         @inline(__always) func mix(_ hash: UInt64, _ word: UInt64) -> UInt64 {
             var value = (hash ^ word) &* 0x9E37_79B9_7F4A_7C15
             value ^= value >> 31
             return value
         }
-        var hash = mix(0x243F_6A88_85A3_08D3, key.local.address.high)
+        var hash = mix(fingerprintSeed, key.local.address.high)
         hash = mix(hash, key.local.address.low)
         hash = mix(hash, key.remote.address.high)
         hash = mix(hash, key.remote.address.low)
