@@ -337,7 +337,8 @@ struct TrackerTests {
         let lastOne = d.sample([socket(key(5432, 41000, remote: "127.0.0.2"), .established, inode: 2)])
         #expect(lastOne.opened.map(\.direction) == [.inbound])
         let afterwards = d.sample([
-            socket(key(5432, 41000, remote: "127.0.0.2"), .established, inode: 2), socket(key(5432, 41001, remote: "127.0.0.3"), .established, inode: 3),
+            socket(key(5432, 41000, remote: "127.0.0.2"), .established, inode: 2),
+            socket(key(5432, 41001, remote: "127.0.0.3"), .established, inode: 3),
         ])
         #expect(afterwards.opened.map(\.direction) == [.outbound])
 

@@ -83,8 +83,10 @@ struct DamagedDatabaseTests {
         var indexes: [String] = []
         try database.forEach("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL") { indexes.append($0.text(0)) }
         for name in indexes
-        where ["connections_listening", "connections_failed", "connections_retransmitting", "connections_preexisting",
-               "connections_ambiguous", "connections_by_closed_at"].contains(name) {
+        where [
+            "connections_listening", "connections_failed", "connections_retransmitting", "connections_preexisting",
+            "connections_ambiguous", "connections_by_closed_at",
+        ].contains(name) {
             try database.execute("DROP INDEX \(name)")
         }
         try database.execute("PRAGMA user_version = 1")
