@@ -42,7 +42,9 @@ enum FileReading {
     ) throws(ConnLogError) -> Int {
         let fd = try openRegularFile(path)
         defer { close(fd) }
-        if buffer.count < 256 * 1024 { buffer = [UInt8](repeating: 0, count: 256 * 1024) }
+        // Pieces of a large table want a roomy buffer; a whole small file (comm, boot_id, snmp) a small one.
+        let initial = whole ? 4096 : 256 * 1024
+        if buffer.count < initial { buffer = [UInt8](repeating: 0, count: initial) }
         var filled = 0
         var total = 0
         while true {
