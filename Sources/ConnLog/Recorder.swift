@@ -166,20 +166,22 @@ public final class Recorder {
         // Blocked signals stay pending until sigtimedwait takes them between samples.
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
-        let intervalNanoseconds = options.interval * 1_000_000
-        let start = FileReading.monotonicNanoseconds()
-        let end = duration.map { start + $0 * 1_000_000 }
-        var failures = RateLimitedLog(log)
-        var warnings = RateLimitedLog(log)
-        var tick: Int64 = 0
         var outcome = RunOutcome(samples: 0, failures: 0, lastFailed: false, stoppedBySignal: false)
-        defer { busyMilliseconds = 0 }
+        // Before the clock starts: on a large file the check takes seconds, which must not count
+        // as the first sample overrunning its interval.
         do {
             try store.checkWhole()
         } catch {
             outcome.stoppedBy = error
             return outcome
         }
+        let intervalNanoseconds = options.interval * 1_000_000
+        let start = FileReading.monotonicNanoseconds()
+        let end = duration.map { start + $0 * 1_000_000 }
+        var failures = RateLimitedLog(log)
+        var warnings = RateLimitedLog(log)
+        var tick: Int64 = 0
+        defer { busyMilliseconds = 0 }
         let run = try? store.collectorStarted(
             mode: "loop", interval: options.interval, procRoot: options.procRoot, at: TimeText.nowMilliseconds())
         defer { if let run { try? store.collectorStopped(run, at: TimeText.nowMilliseconds()) } }
