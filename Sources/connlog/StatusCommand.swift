@@ -32,9 +32,7 @@ struct StatusCommand: ParsableCommand {
             let problems = try store.integrityProblems(thorough: true)
             if !problems.isEmpty {
                 for problem in problems { print(problem) }
-                throw ConnLogError(
-                    "\(database.path) is damaged: PRAGMA integrity_check found the problems above; move it aside and start a new one (`.recover` in sqlite3 may save what is readable)",
-                    kind: .damagedDatabase)
+                throw ConnLogError.damaged(database.path, "PRAGMA integrity_check found the problems listed above")
             }
         }
         let nowMilliseconds = TimeText.nowMilliseconds()

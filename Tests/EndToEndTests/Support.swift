@@ -138,61 +138,45 @@ struct SocketError: Error, CustomStringConvertible {
     init(_ call: String) { description = "\(call): \(String(cString: strerror(errno)))" }
 }
 
-/// A listening TCP socket on an IPv4 loopback address and an ephemeral port.
-func listenIPv4(_ address: String = "127.0.0.1") throws -> (fd: Int32, port: UInt16) {
-    let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+/// Calls `call` (bind or connect) with `address` passed as a `sockaddr` and its length.
+func withSocketAddress<Address>(_ address: Address, _ call: (UnsafePointer<sockaddr>, socklen_t) -> Int32) -> Int32 {
+    var address = address
+    return withUnsafePointer(to: &address) {
+        call(UnsafeRawPointer($0).assumingMemoryBound(to: sockaddr.self), socklen_t(MemoryLayout<Address>.size))
+    }
+}
+
+/// A listening-to-be TCP socket of `family` bound to `address` (port 0: an ephemeral one), with SO_REUSEADDR.
+func boundSocket<Address>(_ family: Int32, _ address: Address) throws -> Int32 {
+    let fd = Glibc.socket(family, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw SocketError("socket") }
     var one: Int32 = 1
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-    var address4 = sockaddr_in(address, port: 0)
-    guard
-        withUnsafePointer(
-            to: &address4,
-            { bind(fd, UnsafeRawPointer($0).assumingMemoryBound(to: sockaddr.self), socklen_t(MemoryLayout<sockaddr_in>.size)) }) == 0
-    else {
-        throw SocketError("bind")
-    }
+    guard withSocketAddress(address, { bind(fd, $0, $1) }) == 0 else { throw SocketError("bind") }
+    return fd
+}
+
+/// A listening TCP socket on an IPv4 loopback address and an ephemeral port.
+func listenIPv4(_ address: String = "127.0.0.1") throws -> (fd: Int32, port: UInt16) {
+    let fd = try boundSocket(AF_INET, sockaddr_in(address, port: 0))
     guard Glibc.listen(fd, 128) == 0 else { throw SocketError("listen") }
     return (fd, localPort(fd))
 }
 
 /// A listening TCP socket on ::1.
 func listenIPv6() throws -> (fd: Int32, port: UInt16) {
-    let fd = Glibc.socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw SocketError("socket") }
-    var address6 = sockaddr_in6()
-    address6.sin6_family = sa_family_t(AF_INET6)
-    address6.sin6_addr = in6addr_loopback
-    guard
-        withUnsafePointer(
-            to: &address6,
-            { bind(fd, UnsafeRawPointer($0).assumingMemoryBound(to: sockaddr.self), socklen_t(MemoryLayout<sockaddr_in6>.size)) }) == 0
-    else {
-        throw SocketError("bind")
-    }
+    let fd = try boundSocket(AF_INET6, sockaddr_in6(loopbackPort: 0))
     guard Glibc.listen(fd, 128) == 0 else { throw SocketError("listen") }
     return (fd, localPort(fd))
 }
 
 func connectIPv4(to port: UInt16, address: String = "127.0.0.1", from source: String? = nil) throws -> Int32 {
     let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw SocketError("socket") }
     if let source {
-        var local = sockaddr_in(source, port: 0)
-        guard
-            withUnsafePointer(
-                to: &local,
-                { bind(fd, UnsafeRawPointer($0).assumingMemoryBound(to: sockaddr.self), socklen_t(MemoryLayout<sockaddr_in>.size)) }) == 0
-        else {
-            throw SocketError("bind")
-        }
+        guard withSocketAddress(sockaddr_in(source, port: 0), { bind(fd, $0, $1) }) == 0 else { throw SocketError("bind") }
     }
-    var target = sockaddr_in(address, port: port)
-    guard
-        withUnsafePointer(
-            to: &target,
-            { Glibc.connect(fd, UnsafeRawPointer($0).assumingMemoryBound(to: sockaddr.self), socklen_t(MemoryLayout<sockaddr_in>.size)) })
-            == 0
-    else {
+    guard withSocketAddress(sockaddr_in(address, port: port), { Glibc.connect(fd, $0, $1) }) == 0 else {
         throw SocketError("connect")
     }
     return fd
@@ -200,16 +184,8 @@ func connectIPv4(to port: UInt16, address: String = "127.0.0.1", from source: St
 
 func connectIPv6(to port: UInt16) throws -> Int32 {
     let fd = Glibc.socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
-    var target = sockaddr_in6()
-    target.sin6_family = sa_family_t(AF_INET6)
-    target.sin6_addr = in6addr_loopback
-    target.sin6_port = port.bigEndian
-    guard
-        withUnsafePointer(
-            to: &target,
-            { Glibc.connect(fd, UnsafeRawPointer($0).assumingMemoryBound(to: sockaddr.self), socklen_t(MemoryLayout<sockaddr_in6>.size)) })
-            == 0
-    else {
+    guard fd >= 0 else { throw SocketError("socket") }
+    guard withSocketAddress(sockaddr_in6(loopbackPort: port), { Glibc.connect(fd, $0, $1) }) == 0 else {
         throw SocketError("connect")
     }
     return fd
@@ -244,6 +220,16 @@ extension sockaddr_in {
         sin_family = sa_family_t(AF_INET)
         sin_port = port.bigEndian
         inet_pton(AF_INET, address, &sin_addr)
+    }
+}
+
+extension sockaddr_in6 {
+    /// ::1 and `port`.
+    init(loopbackPort port: UInt16) {
+        self.init()
+        sin6_family = sa_family_t(AF_INET6)
+        sin6_addr = in6addr_loopback
+        sin6_port = port.bigEndian
     }
 }
 

@@ -91,7 +91,7 @@ public final class ProcSource {
 
         var attributed: [UInt64: ProcessOwner] = [:]
         if let owners {
-            attributed = owners.owners(of: Set(sightings.lazy.map(\.inode)))
+            attributed = owners.owners(of: sightings.lazy.map(\.inode))
         }
         var snapshot = Snapshot(
             at: at, namespace: try namespaceID(), bootID: try bootID(), sightings: sightings,

@@ -32,14 +32,22 @@ final class ProcessOwners {
     }
 
     /// Owners of the given inodes (those that could be found), looking up only new ones.
-    func owners(of inodes: Set<UInt64>) -> [UInt64: ProcessOwner] {
-        var wanted = inodes.subtracting(known.keys).subtracting(unattributable)
-        wanted.remove(0)
+    ///
+    /// A sample costs a cache probe per socket. The caches are trimmed to the table's inodes only
+    /// once they have grown to twice its size: socket inode numbers only rise (`get_next_ino`),
+    /// so an entry for a socket that has gone is never mistaken for a new one meanwhile.
+    func owners(of inodes: some Collection<UInt64>) -> [UInt64: ProcessOwner] {
+        var wanted: Set<UInt64> = []
+        for inode in inodes where inode != 0 && known[inode] == nil && !unattributable.contains(inode) {
+            wanted.insert(inode)
+        }
         if !wanted.isEmpty { search(for: &wanted) }
         unattributable.formUnion(wanted)
-        // Forget inodes that left the table, so the caches stay as large as the table.
-        known = known.filter { inodes.contains($0.key) }
-        unattributable.formIntersection(inodes)
+        if known.count + unattributable.count > 2 * inodes.count + 64 {
+            let current = Set(inodes)
+            known = known.filter { current.contains($0.key) }
+            unattributable.formIntersection(current)
+        }
         return known
     }
 

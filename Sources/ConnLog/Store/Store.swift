@@ -106,6 +106,24 @@ public final class Store {
         ConnLogError(aboutFile: error, path: path) ?? ConnLogError("database error on \(path): \(error)")
     }
 
+    /// Refuses, before anything is created, a database file or directory this user cannot write:
+    /// SQLite keeps its write-ahead log, and connlog its lock file, beside the database.
+    public static func checkWritable(_ given: String) throws(ConnLogError) {
+        // Through a symbolic link, what matters is the real file and its real directory.
+        let path = FileReading.realPath(given) ?? given
+        if FileReading.exists(path), access(path, W_OK) != 0 {
+            throw ConnLogError(
+                "\(path) is not writable by this user (\(FileReading.errorText(errno))); collecting writes to it: run as its owner, make it writable (chmod u+w), or pass another --db"
+            )
+        }
+        let directory = directory(of: path)
+        if FileReading.exists(directory), access(directory, W_OK) != 0 {
+            throw ConnLogError(
+                "cannot write in \(directory) (\(FileReading.errorText(errno))); SQLite keeps its write-ahead log and connlog its lock file beside the database: make the directory writable, or pass another --db"
+            )
+        }
+    }
+
     /// Whether this user may create files beside the database (SQLite's -wal and -shm go beside
     /// its real path, through any symbolic link).
     static func directoryIsWritable(_ path: String) -> Bool {
@@ -138,6 +156,14 @@ public final class Store {
 extension Store: Sendable {}
 
 extension ConnLogError {
+    /// The database at `path` is damaged (`detail` says how): it is refused, never written into
+    /// or repaired, and the operator is told how to look and what to do.
+    public static func damaged(_ path: String, _ detail: String) -> ConnLogError {
+        ConnLogError(
+            "\(path) is damaged (\(detail)); connlog leaves it untouched and will not write into it: see what is wrong with `connlog status --check` (SQLite's PRAGMA integrity_check), then move it aside and start a new one (`.recover` in sqlite3 may save what is readable)",
+            kind: .damagedDatabase)
+    }
+
     /// A sentence for an operator when `error` is about the database file itself (damaged,
     /// foreign, full, read-only, locked, unreadable); nil for other errors, such as a bad statement.
     public init?(aboutFile error: SQLiteError, path: String) {
@@ -147,9 +173,7 @@ extension ConnLogError {
                 "\(path) is not a SQLite database, or its header is damaged; connlog leaves it untouched: move it aside to start a new one",
                 kind: .damagedDatabase)
         case SQLITE_CORRUPT:
-            self.init(
-                "\(path) is damaged (\(error.message)); connlog leaves it untouched: check it with `sqlite3 \(path) 'PRAGMA integrity_check'`, move it aside and start a new one (`.recover` in sqlite3 may save what is readable)",
-                kind: .damagedDatabase)
+            self = .damaged(path, error.message)
         case SQLITE_FULL:
             self.init("the disk holding \(path) is full; nothing was half-written: free some space and run again")
         case SQLITE_READONLY:
