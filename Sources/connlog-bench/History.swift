@@ -91,7 +91,8 @@ struct History {
                 let peer = IPAddress(ipv4: 0x7F01_0000 | UInt32(random.next() % UInt64(peers) + 1))
                 let ephemeral = UInt16(10_000 + connection % 50_000)
                 let life = Int(random.next() % UInt64(Self.lives.count))
-                let inbound = random.next() % 3 != 0
+                // A connect that never establishes is outbound by nature (SYN_SENT).
+                let inbound = random.next() % 3 != 0 && Self.lives[life].first != .synSent
                 let service = UInt16([443, 5432, 6379, 8080][Int(random.next() % 4)])
                 let key =
                     inbound

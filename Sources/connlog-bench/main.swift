@@ -131,7 +131,9 @@ do {
         defer { removeDatabase(reference) }
         let plain = try Database(path: reference, mode: .readWrite(create: true))
         try plain.enableWriteAheadLog()
-        try store.database.forEach("SELECT sql FROM sqlite_master WHERE tbl_name = 'events' AND sql IS NOT NULL ORDER BY type DESC") {
+        try store.database.forEach(
+            "SELECT sql FROM sqlite_master WHERE tbl_name = 'events' AND type IN ('table', 'index') AND sql IS NOT NULL ORDER BY type DESC"
+        ) {
             row in
             try plain.execute(row.text(0))
         }

@@ -13,9 +13,9 @@ extension Question {
         blindSpots: [.ambiguousEndings],
         sql: """
             SELECT ra.text AS peer,
-                   sum(c.end_reason = 3 AND c.closed_at BETWEEN :since AND :until) AS resets,
-                   sum(c.end_reason = 6 AND c.closed_at BETWEEN :since AND :until) AS failed_connects,
-                   sum(c.end_reason = 5 AND c.closed_at BETWEEN :since AND :until) AS ambiguous,
+                   sum(c.end_reason IS 3 AND c.closed_at BETWEEN :since AND :until) AS resets,
+                   sum(c.end_reason IS 6 AND c.closed_at BETWEEN :since AND :until) AS failed_connects,
+                   sum(c.end_reason IS 5 AND c.closed_at BETWEEN :since AND :until) AS ambiguous,
                    count(*) AS connections,
                    \(Fragment.iso("max(CASE WHEN c.end_reason = 3 AND c.closed_at BETWEEN :since AND :until THEN c.closed_at END)")) AS last_reset
             FROM connections c JOIN addresses ra ON ra.id = c.remote_address
@@ -23,7 +23,19 @@ extension Question {
             GROUP BY ra.id
             ORDER BY resets DESC, failed_connects DESC, ambiguous DESC, connections DESC, peer
             LIMIT :limit
-            """)
+            """,
+        shortcut: Shortcut(
+            scope: .wholeHistory,
+            sql: """
+                SELECT ra.text AS peer, sum(t.resets) AS resets, sum(t.failed_connects) AS failed_connects,
+                       sum(t.ambiguous) AS ambiguous, sum(t.connections) AS connections,
+                       \(Fragment.iso("max(t.last_reset)")) AS last_reset
+                \(Fragment.peerTotals)
+                WHERE t.direction <> 0 AND \(Fragment.peerFilter)
+                GROUP BY t.remote_address
+                ORDER BY resets DESC, failed_connects DESC, ambiguous DESC, connections DESC, peer
+                LIMIT :limit
+                """))
 
     static let failedConnects = Question(
         name: "failed-connects",
@@ -37,10 +49,26 @@ extension Question {
             FROM connections c JOIN addresses ra ON ra.id = c.remote_address
             WHERE c.end_reason = 6 AND c.closed_at BETWEEN :since AND :until AND \(Fragment.peerFilter)
               AND (:port IS NULL OR c.remote_port = :port)
-            GROUP BY ra.id, c.remote_port
+            GROUP BY c.remote_address, c.remote_port
             ORDER BY failed_connects DESC, peer, port
             LIMIT :limit
-            """)
+            """,
+        shortcut: Shortcut(
+            scope: .noTimeBounds,
+            // Without a time condition SQLite reads the failures' own index, in group order, and
+            // looks up only each group's address instead of every failure's.
+            sql: """
+                SELECT ra.text AS peer, f.port, f.failed_connects, \(Fragment.iso("f.first_failed")) AS first_failed,
+                       \(Fragment.iso("f.last_failed")) AS last_failed
+                FROM (SELECT c.remote_address, c.remote_port AS port, count(*) AS failed_connects,
+                             min(c.closed_at) AS first_failed, max(c.closed_at) AS last_failed
+                      FROM connections c WHERE c.end_reason = 6 AND (:port IS NULL OR c.remote_port = :port)
+                      GROUP BY c.remote_address, c.remote_port) f
+                JOIN addresses ra ON ra.id = f.remote_address
+                WHERE \(Fragment.peerFilter)
+                ORDER BY failed_connects DESC, peer, port
+                LIMIT :limit
+                """))
 
     /// A stay runs from the sample that first saw a state to the sample that saw it left. Stays
     /// entered or left at a window's first sample (the start of observation, or a gap or
@@ -118,8 +146,8 @@ extension Question {
         sql: """
             SELECT ra.text AS peer, count(*) AS connections,
                    sum(c.first_seen >= :since AND c.preexisting = 0) AS opens,
-                   sum(c.closed_at BETWEEN :since AND :until AND c.end_reason IS NOT 7) AS closes,
-                   sum(c.end_reason = 3 AND c.closed_at BETWEEN :since AND :until) AS resets,
+                   sum(c.closed_at IS NOT NULL AND c.end_reason IS NOT 7 AND c.closed_at BETWEEN :since AND :until) AS closes,
+                   sum(c.end_reason IS 3 AND c.closed_at BETWEEN :since AND :until) AS resets,
                    \(Fragment.iso("min(c.first_seen)")) AS first_seen,
                    \(Fragment.iso("max(COALESCE(c.last_seen, \(Fragment.latestSample)))")) AS last_seen
             FROM connections c JOIN addresses ra ON ra.id = c.remote_address
@@ -127,7 +155,26 @@ extension Question {
             GROUP BY ra.id
             ORDER BY connections DESC, peer
             LIMIT :limit
-            """)
+            """,
+        shortcut: Shortcut(
+            scope: .wholeHistory,
+            sql: """
+                SELECT ra.text AS peer, sum(t.connections) AS connections, sum(t.opens) AS opens, sum(t.closes) AS closes,
+                       sum(t.resets) AS resets,
+                       \(Fragment.iso("""
+                           SELECT c.first_seen FROM connections c WHERE c.remote_address = t.remote_address AND c.direction <> 0
+                           ORDER BY c.first_seen LIMIT 1
+                           """)) AS first_seen,
+                       \(Fragment.iso("""
+                           CASE WHEN sum(t.still_open) > 0 THEN max(\(Fragment.latestSample), COALESCE(max(t.last_seen), \(Fragment.latestSample)))
+                                ELSE max(t.last_seen) END
+                           """)) AS last_seen
+                \(Fragment.peerTotals)
+                WHERE t.direction <> 0 AND \(Fragment.peerFilter)
+                GROUP BY t.remote_address
+                ORDER BY connections DESC, peer
+                LIMIT :limit
+                """))
 
     static let listeners = Question(
         name: "listeners",
@@ -159,7 +206,7 @@ extension Question {
         accepts: [.since, .until, .limit, .peer, .port, .bucket],
         columns: ["bucket", "opens", "closes", "resets", "failed_connects"],
         caveats: [
-            "buckets with no event are not listed",
+            "buckets with no open or close are not listed",
             "sockets already there when observation began are not counted as opens, nor closes that happened while nothing was recording",
         ],
         sql: """
@@ -175,9 +222,38 @@ extension Question {
             WHERE \(Fragment.eventsInTime)
               AND c.direction <> 0 AND \(Fragment.peerFilter) AND \(Fragment.portFilter)
             GROUP BY s.at / :bucket
+            HAVING opens + closes > 0
             ORDER BY s.at / :bucket
             LIMIT :limit
-            """)
+            """,
+        shortcut: Shortcut(
+            scope: .wholeMinutes,
+            sql: """
+                WITH minutes AS (
+                    -- The whole minutes in [:since, :until], from the first to the last; none when first > last.
+                    SELECT (:since + 59999) / 60000 AS first, (min(:until, \(Fragment.farFuture)) - 59999) / 60000 AS last
+                ),
+                counted AS (
+                    SELECT m.minute * 60000 AS at, m.opens, m.closes, m.resets, m.failed_connects
+                    FROM churn_minutes m, minutes WHERE m.minute BETWEEN minutes.first AND minutes.last
+                    UNION ALL
+                    -- The part-minutes before the first whole one and after the last, from their events.
+                    SELECT s.at, e.kind = 1 AND c.preexisting = 0, e.kind = 3 AND c.end_reason IS NOT 7,
+                           e.kind = 3 AND c.end_reason IS 3, e.kind = 3 AND c.end_reason IS 6
+                    FROM events e JOIN samples s ON s.id = e.sample_id JOIN connections c ON c.id = e.connection_id
+                    WHERE e.kind <> 2 AND c.direction <> 0 AND e.sample_id IN (
+                        SELECT id FROM samples, minutes WHERE at BETWEEN :since AND min(:until, minutes.first * 60000 - 1)
+                        UNION ALL
+                        SELECT id FROM samples, minutes WHERE at BETWEEN max(:since, max(minutes.first, minutes.last + 1) * 60000) AND :until)
+                )
+                SELECT \(Fragment.iso("(at / :bucket) * :bucket")) AS bucket, sum(opens) AS opens, sum(closes) AS closes,
+                       sum(resets) AS resets, sum(failed_connects) AS failed_connects
+                FROM counted
+                GROUP BY at / :bucket
+                HAVING sum(opens) + sum(closes) > 0
+                ORDER BY at / :bucket
+                LIMIT :limit
+                """))
 
     static let retransmits = Question(
         name: "retransmits",
@@ -298,11 +374,24 @@ extension Question {
             SELECT CASE WHEN service_port < 1024 THEN 'well-known' WHEN service_port < 49152 THEN 'registered'
                         ELSE 'dynamic' END AS port_class,
                    count(*) AS connections, sum(direction = 1) AS inbound, sum(direction = 2) AS outbound,
-                   sum(direction = 0) AS listeners, sum(end_reason = 3 AND closed_at BETWEEN :since AND :until) AS resets
+                   sum(direction = 0) AS listeners, sum(end_reason IS 3 AND closed_at BETWEEN :since AND :until) AS resets
             FROM classified
             GROUP BY port_class
             ORDER BY min(service_port)
-            """)
+            """,
+        shortcut: Shortcut(
+            scope: .wholeHistory,
+            sql: """
+                SELECT CASE WHEN t.service_port < 1024 THEN 'well-known' WHEN t.service_port < 49152 THEN 'registered'
+                            ELSE 'dynamic' END AS port_class,
+                       sum(t.connections) AS connections, sum(CASE WHEN t.direction = 1 THEN t.connections ELSE 0 END) AS inbound,
+                       sum(CASE WHEN t.direction = 2 THEN t.connections ELSE 0 END) AS outbound,
+                       sum(CASE WHEN t.direction = 0 THEN t.connections ELSE 0 END) AS listeners, sum(t.resets) AS resets
+                \(Fragment.peerTotals)
+                WHERE \(Fragment.peerFilter)
+                GROUP BY port_class
+                ORDER BY min(t.service_port)
+                """))
 
     /// Every event in the time asked about, with both sample times and how its connection ended;
     /// not a canned question but the raw material `connlog export` ships with the answers.

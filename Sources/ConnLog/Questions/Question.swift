@@ -58,11 +58,44 @@ public struct Question: Sendable {
     public let caveats: [String]
     /// What the answer should say it could not tell, counted over the time asked about.
     public var blindSpots: Set<BlindSpot> = []
-    /// SQL over the schema with the named parameters of ``QuestionParameters``.
+    /// SQL over the schema with the named parameters of ``QuestionParameters``: the definition.
     public let sql: String
+    /// The same answer from the running totals, where they cover what is asked.
+    public var shortcut: Shortcut?
+
+    /// The SQL that answers `parameters`: the shortcut where it applies, else the definition.
+    func sql(for parameters: QuestionParameters) -> String {
+        guard let shortcut, shortcut.scope.covers(parameters) else { return sql }
+        return shortcut.sql
+    }
 
     /// The question called `name`, or nil.
     public static func named(_ name: String) -> Question? { all.first { $0.name == name } }
+}
+
+/// SQL that gives exactly a question's answer for the parameters its scope covers, from the
+/// running totals (`peer_totals`, `churn_minutes`) or by a better plan than the definition's.
+public struct Shortcut: Sendable {
+    public enum Scope: Sendable {
+        /// No time bounds: a plan for the whole history (which SQLite cannot tell from bound values).
+        case noTimeBounds
+        /// No time bounds and no port: the totals hold the whole history per peer and service port.
+        case wholeHistory
+        /// No peer or port, and buckets of whole minutes: whole minutes come from the tallies and
+        /// the part-minutes at either end of the time asked about from the events.
+        case wholeMinutes
+
+        func covers(_ parameters: QuestionParameters) -> Bool {
+            switch self {
+            case .noTimeBounds: parameters.since == nil && parameters.until == nil
+            case .wholeHistory: parameters.since == nil && parameters.until == nil && parameters.port == nil
+            case .wholeMinutes: parameters.peer == nil && parameters.port == nil && parameters.bucket > 0 && parameters.bucket % 60_000 == 0
+            }
+        }
+    }
+
+    public let scope: Scope
+    public let sql: String
 }
 
 /// Something an answer's numbers hide unless it is said.
@@ -109,6 +142,11 @@ enum Fragment {
             LEFT JOIN tcp_states ts ON ts.code = e.to_state
             LEFT JOIN programs p ON p.id = c.program_id
         """
+
+    /// The running totals per peer, direction and service port (`t`), with the peer's address (`ra`).
+    static let peerTotals = "FROM peer_totals t JOIN addresses ra ON ra.id = t.remote_address"
+    /// 9999-12-31T23:59:59.999Z: an upper bound for "no end" that leaves room for arithmetic.
+    static let farFuture = "253402300799999"
 
     /// The latest sample, standing in for "last seen" of a connection still open.
     static let latestSample = "(SELECT max(at) FROM samples)"

@@ -25,9 +25,10 @@ extension Store {
                              WHERE e.connection_id = c.id AND s.at <= :at AND e.kind <> 3
                              ORDER BY e.id DESC LIMIT 1) AS state_then
                 FROM connections c
-                -- Open ones, and those closed after the moment (through the index on closed_at).
+                -- Those closed after the moment, found in the index on (closed_at, first_seen) alone, and open ones.
                 WHERE c.first_seen <= :at AND c.id IN (
-                    SELECT id FROM connections WHERE closed_at > :at UNION ALL SELECT id FROM connections WHERE closed_at IS NULL)
+                    SELECT id FROM connections WHERE closed_at > :at AND first_seen <= :at
+                    UNION ALL SELECT id FROM connections WHERE closed_at IS NULL)
             )
             SELECT CASE WHEN t.family = 6 THEN 'tcp6' ELSE 'tcp' END AS proto, t.max_rx_queue AS recv_q,
                    t.max_tx_queue AS send_q, \(Fragment.endpoint("la", "t.local_port", family: "t.family")) AS local,

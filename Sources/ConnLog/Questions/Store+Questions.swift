@@ -23,7 +23,7 @@ extension Store {
     ) throws -> AnswerContext {
         var context = try coverage(parameters, caveats: question.caveats)
         context.notes += try blindSpotNotes(question.blindSpots, parameters)
-        let statement = try database.cached(question.sql)
+        let statement = try database.cached(question.sql(for: parameters))
         defer { statement.reset() }
         try statement.bind(named: parameters.sqlValues)
         let count = statement.columnCount

@@ -209,9 +209,12 @@ extension Store {
             try insertCounter.run([.integer(try counterID(name)), .integer(sampleID), .integer(value)])
         }
 
+        // OR FAIL on the statements that run once per connection or event: an error fails the
+        // sample, whose transaction is rolled back whole anyway, and SQLite need not journal each
+        // statement (their triggers write the running totals) to undo it alone.
         let insertConnection = try database.cached(
             """
-            INSERT INTO connections (id, namespace_id, family, local_address, local_port, remote_address, remote_port,
+            INSERT OR FAIL INTO connections (id, namespace_id, family, local_address, local_port, remote_address, remote_port,
                 direction, preexisting, first_seen, state, states_seen, time_wait_at, max_retransmits, max_tx_queue,
                 max_rx_queue, uid, inode, pid, program_id)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -264,13 +267,13 @@ extension Store {
             }
         }
 
-        let close = try database.cached("UPDATE connections SET closed_at = ?, last_seen = ?, end_reason = ? WHERE id = ?")
+        let close = try database.cached("UPDATE OR FAIL connections SET closed_at = ?, last_seen = ?, end_reason = ? WHERE id = ?")
         for (c, reason) in diff.closed {
             try close.run([.integer(diff.at), SQLValue(diff.after), .integer(Int64(reason.rawValue)), .integer(c.id)])
         }
 
         let insertEvent = try database.cached(
-            "INSERT INTO events (sample_id, connection_id, kind, from_state, to_state) VALUES (?, ?, ?, ?, ?)")
+            "INSERT OR FAIL INTO events (sample_id, connection_id, kind, from_state, to_state) VALUES (?, ?, ?, ?, ?)")
         for event in diff.events {
             switch event {
             case .open(let id, let state):

@@ -1,0 +1,271 @@
+import Foundation
+import Testing
+
+@testable import ConnLog
+
+/// The running totals (`peer_totals`, `churn_minutes`) are kept by triggers through every way
+/// history changes: samples, closes taken back, reasons revised, retention, a clock that steps
+/// back, gaps and a reboot. Random histories, recorded through the real differ and store, must
+/// leave them equal to a rebuild from the raw rows, and every shortcut must answer exactly like
+/// its question's definition.
+@Suite("Running totals answer like the raw rows")
+struct RollupTests {
+    static let peers = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "127.0.0.1", "192.0.2.7"]
+
+    /// One simulated socket: the states it is seen in, one step at a time, then gone.
+    struct Live {
+        var key: SocketKey
+        var inode: UInt64
+        var states: [TCPState]
+        var step = 0
+        var state: TCPState? { step < states.count ? states[step] : nil }
+    }
+
+    static let lives: [[TCPState]] = [
+        [.established, .timeWait],
+        [.established],  // gone from ESTABLISHED: a reset, a vanished close or ambiguous, by the counter
+        [.established, .closeWait],
+        [.established, .closeWait, .lastAck],
+        [.established, .finWait1, .finWait2, .timeWait],
+        [.synSent],  // a failed connect
+        [.synReceived],  // a failed handshake
+        [.established, .established, .established, .established],
+    ]
+
+    /// A random history through the real differ: opens on several peers and ports, every kind of
+    /// ending, sockets missing from one read (closes taken back, reasons revised), gaps, a clock
+    /// that steps back, a listener that comes and goes, and a reboot.
+    struct RandomHistory {
+        var random: SplitMix64
+        var tracker = Tracker()
+        var window: Int64?
+        var live: [Live] = []
+        var nextInode: UInt64 = 100
+        var nextPort: UInt16 = 30_000
+        var resets: Int64 = 0
+        var bootID = "boot-1"
+        var at: Int64
+        let first: Int64
+        var listening: [UInt16: UInt64] = [5432: 1, 80: 2]
+        var takebacks = 0
+        var samples = 0
+
+        init(seed: UInt64) {
+            random = SplitMix64(state: seed)
+            at = 1_700_000_000_000 + Int64.random(in: 0..<60_000, using: &random)
+            first = at
+        }
+
+        mutating func recordSample(into store: Store) throws {
+            samples += 1
+            // Time moves on by about 20 s; now and then a gap, a step back, or a reboot.
+            let roll = Int.random(in: 0..<100, using: &random)
+            if roll < 3 {
+                at += 200_000
+            } else if roll < 6 {
+                at -= 45_000
+            } else {
+                at += 20_000 + Int64.random(in: -2000...2000, using: &random)
+            }
+            if samples == 90 {
+                bootID = "boot-2"
+                live.removeAll()
+            }
+            // A listener goes away now and then, and comes back.
+            if Int.random(in: 0..<40, using: &random) == 0 {
+                if listening[80] == nil {
+                    listening[80] = nextInode
+                    nextInode += 1
+                } else {
+                    listening[80] = nil
+                }
+            }
+
+            var abrupt = 0
+            var next: [Live] = []
+            for var connection in live {
+                if Bool.random(using: &random) {
+                    let was = connection.state
+                    connection.step += 1
+                    if connection.state == nil {
+                        if was == .established || was == .closeWait { abrupt += 1 }
+                        continue
+                    }
+                }
+                next.append(connection)
+            }
+            live = next
+            for _ in 0..<Int.random(in: 0...4, using: &random) {
+                let peer = ipv4(RollupTests.peers.randomElement(using: &random)!)
+                let ephemeral = nextPort
+                nextPort = nextPort == 60_000 ? 30_000 : nextPort + 1
+                let states = RollupTests.lives.randomElement(using: &random)!
+                let inbound = states.first != .synSent && (states.first == .synReceived || Bool.random(using: &random))
+                let key =
+                    inbound
+                    ? SocketKey(
+                        local: Endpoint(address: ipv4("127.0.0.1"), port: [5432, 80].randomElement(using: &random)!),
+                        remote: Endpoint(address: peer, port: ephemeral))
+                    : SocketKey(
+                        local: Endpoint(address: ipv4("127.0.0.1"), port: ephemeral),
+                        remote: Endpoint(address: peer, port: [443, 8080, 55_000].randomElement(using: &random)!))
+                live.append(Live(key: key, inode: nextInode, states: states))
+                nextInode += 1
+            }
+            // The kernel counts some, all or none of the abrupt endings as resets.
+            resets += Int64(Int.random(in: 0...abrupt, using: &random))
+
+            var sightings = listening.sorted { $0.key < $1.key }.map { port, inode in
+                socket(
+                    SocketKey(local: Endpoint(address: .ipv4Any, port: port), remote: Endpoint(address: .ipv4Any, port: 0)), .listen,
+                    inode: inode)
+            }
+            for connection in live {
+                // A socket missing from one read comes back in the next: its close is taken back.
+                if Int.random(in: 0..<25, using: &random) == 0 {
+                    takebacks += 1
+                    continue
+                }
+                sightings.append(socket(connection.key, connection.state!, inode: connection.inode))
+            }
+            let snapshot = Snapshot(
+                at: at, namespace: 7, bootID: bootID, sightings: sightings, counters: [Snapshot.estabResetsCounter: resets])
+            let diff = tracker.apply(snapshot, expectedInterval: 20_000)
+            window = try store.record(diff, context: .init(namespace: 7, bootID: bootID, windowID: window, interval: 20_000))
+        }
+    }
+
+    @Test(arguments: [1, 2, 3, 4, 5, 6] as [UInt64])
+    func totalsFollowEveryChangeAndShortcutsAnswerLikeTheirDefinitions(seed: UInt64) throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try Store(path: directory.appendingPathComponent("r.db").path, access: .write)
+        var history = RandomHistory(seed: seed)
+        var pruned = 0
+        // The endings the totals had to follow, summed over the checks.
+        var endings: [EndReason: Int] = [:]
+        for sample in 0..<160 {
+            try history.recordSample(into: store)
+            if sample % 40 == 39 {
+                // Retention in small batches, as a collector does it.
+                pruned += try store.prune(before: history.at - 600_000, batchSize: 5, maxBatches: 10_000).deleted
+            }
+            if sample % 20 == 19 {
+                for reason in [EndReason.reset, .ambiguous, .failedConnect] {
+                    endings[reason, default: 0] += Int(
+                        try store.database.scalarInt(
+                            "SELECT count(*) FROM connections WHERE end_reason = ?", [.integer(Int64(reason.rawValue))]) ?? 0)
+                }
+                try Self.expectTotalsMatchRebuild(store, sample: sample)
+                try Self.expectShortcutsMatchDefinitions(store, first: history.first, last: history.at, random: &history.random)
+            }
+        }
+        #expect(history.takebacks > 0)
+        #expect(pruned > 0)
+        #expect(endings.count == 3 && endings.values.allSatisfy { $0 > 0 }, "\(endings)")
+    }
+
+    /// A database recorded by version 2 gets its totals from its history when upgraded, and keeps
+    /// them from then on.
+    @Test func anUpgradedDatabaseGetsTotalsFromItsHistory() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("v2.db").path
+        var history = RandomHistory(seed: 99)
+        do {
+            // Recording at version 2 is recording without the version 3 schema: the same rows.
+            let store = try Store(path: path, access: .write)
+            for _ in 0..<60 { try history.recordSample(into: store) }
+            // Undo version 3: drop what it created, and recreate the indexes it dropped as earlier versions made them.
+            let migration = try #require(Migration.all.first { $0.version == 3 })
+            let earlier = Migration.all.filter { $0.version < 3 }.flatMap { $0.sql.split(separator: "\n") }
+            var drops = ""
+            var recreates = ""
+            for line in migration.sql.split(separator: "\n") {
+                let words = line.split(separator: " ")
+                if line.hasPrefix("CREATE TABLE ") || line.hasPrefix("CREATE INDEX ") || line.hasPrefix("CREATE TRIGGER ") {
+                    drops += "DROP \(words[1]) \(words[2]);"
+                } else if line.hasPrefix("DROP INDEX ") {
+                    let name = words[2].trimmingCharacters(in: [";"])
+                    recreates += try #require(earlier.first { $0.hasPrefix("CREATE INDEX \(name) ") }) + "\n"
+                }
+            }
+            let undo = drops + recreates + "PRAGMA user_version = 2;"
+            try store.database.execute(undo)
+        }
+        let store = try Store(path: path, access: .write)
+        #expect(try store.database.userVersion() == 3)
+        #expect(
+            try store.database.scalarInt("SELECT sum(connections) FROM peer_totals")
+                == store.database.scalarInt("SELECT count(*) FROM connections"))
+        try Self.expectShortcutsMatchDefinitions(store, first: history.first, last: history.at, random: &history.random)
+        for _ in 0..<40 { try history.recordSample(into: store) }
+        try Self.expectTotalsMatchRebuild(store, sample: 100)
+        try Self.expectShortcutsMatchDefinitions(store, first: history.first, last: history.at, random: &history.random)
+    }
+
+    /// The totals equal what the migration's rebuild computes from the raw rows.
+    static func expectTotalsMatchRebuild(_ store: Store, sample: Int) throws {
+        let migration = try #require(Migration.all.first { $0.version == 3 })
+        for table in ["peer_totals", "churn_minutes"] {
+            let rebuild = try #require(
+                migration.sql.components(separatedBy: "INSERT INTO \(table)\n").last?.components(separatedBy: ";").first)
+            var kept: [String] = []
+            try store.database.forEach("SELECT * FROM \(table) ORDER BY 1, 2, 3") { row in
+                kept.append((0..<row.columnCount).map { QuestionTests.text(row.value($0)) }.joined(separator: " "))
+            }
+            var rebuilt: [String] = []
+            try store.database.forEach("SELECT * FROM (\(rebuild)) ORDER BY 1, 2, 3") { row in
+                rebuilt.append((0..<row.columnCount).map { QuestionTests.text(row.value($0)) }.joined(separator: " "))
+            }
+            // A minute whose events all went keeps a row of zeros where the rebuild has none.
+            if table == "churn_minutes" {
+                kept.removeAll { $0.hasSuffix(" 0 0 0 0") }
+                rebuilt.removeAll { $0.hasSuffix(" 0 0 0 0") }
+            }
+            #expect(kept == rebuilt, "\(table) after sample \(sample)")
+        }
+    }
+
+    /// Every question with a shortcut, over parameters its scope covers, answers like its SQL definition.
+    static func expectShortcutsMatchDefinitions(_ store: Store, first: Int64, last: Int64, random: inout SplitMix64) throws {
+        var asked: [QuestionParameters] = []
+        for peer in [nil] + peers {
+            asked.append(QuestionParameters(peer: peer, now: last))
+        }
+        for port in [443, 5432, 55_000] {
+            asked.append(QuestionParameters(port: port, now: last))
+            asked.append(QuestionParameters(peer: peers[0], port: port, now: last))
+        }
+        for _ in 0..<6 {
+            let since = Int64.random(in: first - 60_000...last, using: &random)
+            let until = Int64.random(in: since...last + 60_000, using: &random)
+            let bucket: Int64 = [60_000, 120_000, 300_000].randomElement(using: &random)!
+            asked.append(QuestionParameters(since: since, until: until, bucket: bucket, now: last))
+            asked.append(QuestionParameters(since: since, bucket: bucket, now: last))
+            asked.append(QuestionParameters(until: until, bucket: bucket, now: last))
+            asked.append(QuestionParameters(since: since, until: since + Int64.random(in: 0..<90_000, using: &random), now: last))
+        }
+        var shortcutsUsed = 0
+        for question in Question.all {
+            guard let shortcut = question.shortcut else { continue }
+            for parameters in asked where shortcut.scope.covers(parameters) {
+                shortcutsUsed += 1
+                var answer: [[String]] = []
+                _ = try store.ask(question, parameters) { answer.append($0.map(QuestionTests.text)) }
+                let statement = try store.database.cached(question.sql)
+                defer { statement.reset() }
+                try statement.bind(named: parameters.sqlValues)
+                var expected: [[String]] = []
+                while try statement.step() {
+                    expected.append((0..<statement.columnCount).map { QuestionTests.text(statement.value($0)) })
+                }
+                #expect(
+                    answer == expected,
+                    "\(question.name) since \(String(describing: parameters.since)) until \(String(describing: parameters.until)) peer \(parameters.peer ?? "-") bucket \(parameters.bucket)"
+                )
+            }
+        }
+        #expect(shortcutsUsed >= 4 * 6 + 4 * peers.count + 6)
+    }
+}
