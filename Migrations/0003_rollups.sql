@@ -2,9 +2,13 @@
 -- every connection, kept exact by triggers on whatever writes the raw rows (a sample, a close
 -- taken back, a reason revised, retention).
 
--- Per remote address, direction and service port (the local port of listeners and inbound
--- connections, the remote port of outbound ones): what `peers`, `resets` and `ports` sum
--- when asked about the whole history. A row goes when its last connection does.
+-- The port a connection serves: the local port of listeners and inbound connections, the remote
+-- port of outbound ones. Computed when read, stored nowhere.
+ALTER TABLE connections ADD COLUMN service_port INTEGER
+    AS (CASE WHEN direction = 2 THEN remote_port ELSE local_port END) VIRTUAL;
+
+-- Per remote address, direction and service port: what `peers`, `resets` and `ports` sum when
+-- asked about the whole history. A row goes when its last connection does.
 CREATE TABLE peer_totals (
     remote_address INTEGER NOT NULL REFERENCES addresses(id),
     direction INTEGER NOT NULL REFERENCES directions(code),
@@ -54,7 +58,7 @@ CREATE INDEX connections_failed ON connections(remote_address, remote_port, clos
 
 CREATE TRIGGER peer_totals_add AFTER INSERT ON connections BEGIN
     INSERT INTO peer_totals VALUES (
-        NEW.remote_address, NEW.direction, CASE WHEN NEW.direction = 2 THEN NEW.remote_port ELSE NEW.local_port END,
+        NEW.remote_address, NEW.direction, NEW.service_port,
         1, NEW.closed_at IS NULL, NEW.preexisting = 0, NEW.closed_at IS NOT NULL AND NEW.end_reason IS NOT 7,
         NEW.end_reason IS 3, NEW.end_reason IS 6, NEW.end_reason IS 5,
         NEW.last_seen, CASE WHEN NEW.end_reason = 3 THEN NEW.closed_at END)
@@ -75,8 +79,7 @@ WHEN OLD.closed_at IS NULL AND NEW.closed_at IS NOT NULL BEGIN
         last_seen = CASE WHEN last_seen IS NULL OR NEW.last_seen > last_seen THEN NEW.last_seen ELSE last_seen END,
         last_reset = CASE WHEN NEW.end_reason = 3 AND (last_reset IS NULL OR NEW.closed_at > last_reset) THEN NEW.closed_at
                           ELSE last_reset END
-    WHERE remote_address = NEW.remote_address AND direction = NEW.direction
-      AND service_port = CASE WHEN NEW.direction = 2 THEN NEW.remote_port ELSE NEW.local_port END;
+    WHERE remote_address = NEW.remote_address AND direction = NEW.direction AND service_port = NEW.service_port;
 END;
 
 -- Any other update of those columns (a close taken back, a reason revised): out with the old, in with the new.
@@ -91,17 +94,16 @@ WHEN NOT (OLD.closed_at IS NULL AND NEW.closed_at IS NOT NULL) BEGIN
         last_seen = CASE WHEN last_seen IS OLD.last_seen AND NEW.last_seen IS NOT OLD.last_seen
                          THEN (SELECT max(c.last_seen) FROM connections c
                                WHERE c.remote_address = NEW.remote_address AND c.direction = NEW.direction
-                                 AND CASE WHEN c.direction = 2 THEN c.remote_port ELSE c.local_port END = peer_totals.service_port)
+                                 AND c.service_port = NEW.service_port)
                          WHEN last_seen IS NULL OR NEW.last_seen > last_seen THEN NEW.last_seen ELSE last_seen END,
         last_reset = CASE WHEN OLD.end_reason = 3 AND last_reset IS OLD.closed_at
                                AND (NEW.end_reason IS NOT 3 OR NEW.closed_at IS NOT OLD.closed_at)
                           THEN (SELECT max(c.closed_at) FROM connections c
-                                WHERE c.remote_address = NEW.remote_address AND c.direction = NEW.direction AND c.end_reason = 3
-                                  AND CASE WHEN c.direction = 2 THEN c.remote_port ELSE c.local_port END = peer_totals.service_port)
+                                WHERE c.remote_address = NEW.remote_address AND c.direction = NEW.direction
+                                  AND c.service_port = NEW.service_port AND c.end_reason = 3)
                           WHEN NEW.end_reason = 3 AND (last_reset IS NULL OR NEW.closed_at > last_reset) THEN NEW.closed_at
                           ELSE last_reset END
-    WHERE remote_address = NEW.remote_address AND direction = NEW.direction
-      AND service_port = CASE WHEN NEW.direction = 2 THEN NEW.remote_port ELSE NEW.local_port END;
+    WHERE remote_address = NEW.remote_address AND direction = NEW.direction AND service_port = NEW.service_port;
 END;
 
 CREATE TRIGGER peer_totals_remove AFTER DELETE ON connections BEGIN
@@ -112,18 +114,17 @@ CREATE TRIGGER peer_totals_remove AFTER DELETE ON connections BEGIN
         last_seen = CASE WHEN last_seen IS OLD.last_seen
                          THEN (SELECT max(c.last_seen) FROM connections c
                                WHERE c.remote_address = OLD.remote_address AND c.direction = OLD.direction
-                                 AND CASE WHEN c.direction = 2 THEN c.remote_port ELSE c.local_port END = peer_totals.service_port)
+                                 AND c.service_port = OLD.service_port)
                          ELSE last_seen END,
         last_reset = CASE WHEN OLD.end_reason = 3 AND last_reset IS OLD.closed_at
                           THEN (SELECT max(c.closed_at) FROM connections c
-                                WHERE c.remote_address = OLD.remote_address AND c.direction = OLD.direction AND c.end_reason = 3
-                                  AND CASE WHEN c.direction = 2 THEN c.remote_port ELSE c.local_port END = peer_totals.service_port)
+                                WHERE c.remote_address = OLD.remote_address AND c.direction = OLD.direction
+                                  AND c.service_port = OLD.service_port AND c.end_reason = 3)
                           ELSE last_reset END
-    WHERE remote_address = OLD.remote_address AND direction = OLD.direction
-      AND service_port = CASE WHEN OLD.direction = 2 THEN OLD.remote_port ELSE OLD.local_port END;
+    WHERE remote_address = OLD.remote_address AND direction = OLD.direction AND service_port = OLD.service_port;
     DELETE FROM peer_totals
-    WHERE remote_address = OLD.remote_address AND direction = OLD.direction
-      AND service_port = CASE WHEN OLD.direction = 2 THEN OLD.remote_port ELSE OLD.local_port END AND connections = 0;
+    WHERE remote_address = OLD.remote_address AND direction = OLD.direction AND service_port = OLD.service_port
+      AND connections = 0;
 END;
 
 -- An open or close event counts in its sample's minute, by how its connection is (or was) known
@@ -160,7 +161,7 @@ END;
 
 -- What databases of version 2 already hold.
 INSERT INTO peer_totals
-SELECT remote_address, direction, CASE WHEN direction = 2 THEN remote_port ELSE local_port END,
+SELECT remote_address, direction, service_port,
        count(*), sum(closed_at IS NULL), sum(preexisting = 0), sum(closed_at IS NOT NULL AND end_reason IS NOT 7),
        sum(end_reason IS 3), sum(end_reason IS 6), sum(end_reason IS 5), max(last_seen),
        max(CASE WHEN end_reason = 3 THEN closed_at END)

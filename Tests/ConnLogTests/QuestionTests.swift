@@ -242,16 +242,22 @@ struct QuestionTests {
                 parameters.limit = nil
                 var asked: [[String]] = []
                 _ = try store.ask(question, parameters) { asked.append($0.map(Self.text)) }
-                let statement = try store.database.cached(plain)
-                defer { statement.reset() }
-                try statement.bind(named: parameters.sqlValues)
-                var expected: [[String]] = []
-                while try statement.step() {
-                    expected.append((0..<statement.columnCount).map { Self.text(statement.value($0)) })
-                }
+                let expected = try Self.rows(of: plain, in: store, parameters.sqlValues)
                 #expect(asked == expected, "\(name) over \(String(describing: since))...\(String(describing: until))")
             }
         }
+    }
+
+    /// The rows `sql` gives in `store`, each value as ``text(_:)`` writes it.
+    static func rows(of sql: String, in store: Store, _ values: [String: SQLValue] = [:]) throws -> [[String]] {
+        let statement = try store.database.cached(sql)
+        defer { statement.reset() }
+        try statement.bind(named: values)
+        var rows: [[String]] = []
+        while try statement.step() {
+            rows.append((0..<statement.columnCount).map { text(statement.value($0)) })
+        }
+        return rows
     }
 
     @Test func peersCountOpensClosesAndResets() throws {

@@ -25,7 +25,7 @@ extension Question {
             LIMIT :limit
             """,
         shortcut: Shortcut(
-            scope: .wholeHistory,
+            scope: .noTimeBoundsOrPort,
             sql: """
                 SELECT ra.text AS peer, sum(t.resets) AS resets, sum(t.failed_connects) AS failed_connects,
                        sum(t.ambiguous) AS ambiguous, sum(t.connections) AS connections,
@@ -157,7 +157,7 @@ extension Question {
             LIMIT :limit
             """,
         shortcut: Shortcut(
-            scope: .wholeHistory,
+            scope: .noTimeBoundsOrPort,
             sql: """
                 SELECT ra.text AS peer, sum(t.connections) AS connections, sum(t.opens) AS opens, sum(t.closes) AS closes,
                        sum(t.resets) AS resets,
@@ -367,8 +367,7 @@ extension Question {
         ],
         sql: """
             WITH classified AS (
-                SELECT c.*, CASE WHEN c.direction = 2 THEN c.remote_port ELSE c.local_port END AS service_port
-                FROM connections c JOIN addresses ra ON ra.id = c.remote_address
+                SELECT c.* FROM connections c JOIN addresses ra ON ra.id = c.remote_address
                 WHERE \(Fragment.aliveRows) AND \(Fragment.peerFilter)
             )
             SELECT CASE WHEN service_port < 1024 THEN 'well-known' WHEN service_port < 49152 THEN 'registered'
@@ -380,7 +379,7 @@ extension Question {
             ORDER BY min(service_port)
             """,
         shortcut: Shortcut(
-            scope: .wholeHistory,
+            scope: .noTimeBoundsOrPort,
             sql: """
                 SELECT CASE WHEN t.service_port < 1024 THEN 'well-known' WHEN t.service_port < 49152 THEN 'registered'
                             ELSE 'dynamic' END AS port_class,

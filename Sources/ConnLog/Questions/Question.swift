@@ -60,7 +60,7 @@ public struct Question: Sendable {
     public var blindSpots: Set<BlindSpot> = []
     /// SQL over the schema with the named parameters of ``QuestionParameters``: the definition.
     public let sql: String
-    /// The same answer from the running totals, where they cover what is asked.
+    /// The same answer by a faster route (the running totals, or a better plan), where it covers what is asked.
     public var shortcut: Shortcut?
 
     /// The SQL that answers `parameters`: the shortcut where it applies, else the definition.
@@ -80,7 +80,7 @@ public struct Shortcut: Sendable {
         /// No time bounds: a plan for the whole history (which SQLite cannot tell from bound values).
         case noTimeBounds
         /// No time bounds and no port: the totals hold the whole history per peer and service port.
-        case wholeHistory
+        case noTimeBoundsOrPort
         /// No peer or port, and buckets of whole minutes: whole minutes come from the tallies and
         /// the part-minutes at either end of the time asked about from the events.
         case wholeMinutes
@@ -88,7 +88,7 @@ public struct Shortcut: Sendable {
         func covers(_ parameters: QuestionParameters) -> Bool {
             switch self {
             case .noTimeBounds: parameters.since == nil && parameters.until == nil
-            case .wholeHistory: parameters.since == nil && parameters.until == nil && parameters.port == nil
+            case .noTimeBoundsOrPort: parameters.since == nil && parameters.until == nil && parameters.port == nil
             case .wholeMinutes: parameters.peer == nil && parameters.port == nil && parameters.bucket > 0 && parameters.bucket % 60_000 == 0
             }
         }
