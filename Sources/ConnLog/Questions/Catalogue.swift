@@ -25,7 +25,7 @@ extension Question {
             LIMIT :limit
             """,
         shortcut: Shortcut(
-            scope: .noTimeBoundsOrPort,
+            absent: [.since, .until, .port],
             sql: """
                 SELECT ra.text AS peer, sum(t.resets) AS resets, sum(t.failed_connects) AS failed_connects,
                        sum(t.ambiguous) AS ambiguous, sum(t.connections) AS connections,
@@ -54,7 +54,7 @@ extension Question {
             LIMIT :limit
             """,
         shortcut: Shortcut(
-            scope: .noTimeBounds,
+            absent: [.since, .until],
             // Without a time condition SQLite reads the failures' own index, in group order, and
             // looks up only each group's address instead of every failure's.
             sql: """
@@ -71,8 +71,9 @@ extension Question {
                 """))
 
     /// A stay runs from the sample that first saw a state to the sample that saw it left. Stays
-    /// entered or left at a window's first sample (the start of observation, or a gap or
-    /// reboot before it) or not left yet are cut by observation, and left out.
+    /// entered or left in a sample that starts observation (the first, or the first after a gap
+    /// or reboot) or not left yet are cut by observation, and left out. Lengths are summed as
+    /// whole milliseconds, so the totals in `stay_lengths` give the same figures to the last digit.
     static let stateDurations = Question(
         name: "state-durations",
         summary: "how long sockets stayed in each state: count, min, avg, p50, p95, max seconds",
@@ -84,39 +85,72 @@ extension Question {
             "a stay belongs to the time asked about when it began there",
         ],
         sql: """
-            WITH blind AS (
-                SELECT min(s.id) AS id FROM samples s JOIN windows w ON w.id = s.window_id
-                WHERE w.start_reason IN ('first', 'gap', 'reboot') GROUP BY w.id
-            ),
-            ev AS (
-                SELECT e.connection_id, e.kind, e.to_state, e.sample_id, s.at,
-                       LEAD(s.at) OVER next AS left_at, LEAD(e.sample_id) OVER next AS left_sample
+            WITH ev AS (
+                SELECT e.connection_id, e.kind, e.to_state, s.at, s.starts_observation AS cut_in,
+                       LEAD(s.at) OVER next AS left_at, LEAD(s.starts_observation) OVER next AS cut_out
                 FROM events e JOIN samples s ON s.id = e.sample_id
                 -- A stay that began in the window has its entry event there: only those connections matter.
                 WHERE e.connection_id IN (SELECT w.connection_id FROM events w WHERE \(Fragment.eventIDRange(alias: "w")))
                 WINDOW next AS (PARTITION BY e.connection_id ORDER BY e.id)
             ),
             stays AS (
-                SELECT ev.to_state AS state, (ev.left_at - ev.at) / 1000.0 AS seconds
+                SELECT ev.to_state AS state, ev.left_at - ev.at AS milliseconds
                 FROM ev JOIN connections c ON c.id = ev.connection_id JOIN addresses ra ON ra.id = c.remote_address
-                WHERE ev.kind IN (1, 2) AND ev.left_at IS NOT NULL
-                  AND ev.sample_id NOT IN (SELECT id FROM blind) AND ev.left_sample NOT IN (SELECT id FROM blind)
+                WHERE ev.kind IN (1, 2) AND ev.left_at IS NOT NULL AND ev.cut_in = 0 AND ev.cut_out = 0
                   AND ev.at BETWEEN :since AND :until AND (:state IS NULL OR ev.to_state = :state)
                   AND \(Fragment.peerFilter) AND \(Fragment.portFilter)
             ),
             ranked AS (
-                SELECT state, seconds, ROW_NUMBER() OVER (PARTITION BY state ORDER BY seconds) AS rank,
+                SELECT state, milliseconds, ROW_NUMBER() OVER (PARTITION BY state ORDER BY milliseconds) AS rank,
                        count(*) OVER (PARTITION BY state) AS n
                 FROM stays
             )
-            SELECT COALESCE(ts.name, 'UNKNOWN') AS state, n AS count, min(seconds) AS min_s, round(avg(seconds), 3) AS avg_s,
-                   max(CASE WHEN rank = (n * 50 + 99) / 100 THEN seconds END) AS p50_s,
-                   max(CASE WHEN rank = (n * 95 + 99) / 100 THEN seconds END) AS p95_s,
-                   max(seconds) AS max_s
+            SELECT COALESCE(ts.name, 'UNKNOWN') AS state, n AS count, min(milliseconds) / 1000.0 AS min_s,
+                   round(sum(milliseconds) / 1000.0 / n, 3) AS avg_s,
+                   max(CASE WHEN rank = (n * 50 + 99) / 100 THEN milliseconds END) / 1000.0 AS p50_s,
+                   max(CASE WHEN rank = (n * 95 + 99) / 100 THEN milliseconds END) / 1000.0 AS p95_s,
+                   max(milliseconds) / 1000.0 AS max_s
             FROM ranked LEFT JOIN tcp_states ts ON ts.code = ranked.state
             GROUP BY ranked.state
             ORDER BY count DESC, state
-            """)
+            """,
+        shortcut: Shortcut(
+            absent: [.since, .until, .peer, .port],
+            // A percentile's rank is found by summing buckets up to the one that holds it, then
+            // its length by summing that bucket's lengths; the least and greatest are one lookup.
+            sql: """
+                WITH buckets AS (
+                    SELECT state, bucket, stays, sum(stays) OVER running - stays AS before, LEAD(bucket) OVER running AS next
+                    FROM stay_length_buckets WHERE :state IS NULL OR state = :state
+                    WINDOW running AS (PARTITION BY state ORDER BY bucket ROWS UNBOUNDED PRECEDING)
+                ),
+                states AS (
+                    SELECT state, sum(stays) AS n, sum(milliseconds) AS milliseconds
+                    FROM stay_length_buckets WHERE :state IS NULL OR state = :state GROUP BY state
+                ),
+                ranks AS (
+                    SELECT state, 50 AS percent, (n * 50 + 99) / 100 AS rank FROM states
+                    UNION ALL
+                    SELECT state, 95, (n * 95 + 99) / 100 FROM states
+                ),
+                percentiles AS (
+                    SELECT r.state, r.percent, (
+                        SELECT milliseconds FROM (
+                            SELECT milliseconds, sum(stays) OVER (ORDER BY milliseconds ROWS UNBOUNDED PRECEDING) AS upto
+                            FROM stay_lengths
+                            WHERE state = b.state AND milliseconds >= b.bucket AND milliseconds < COALESCE(b.next, \(Fragment.farFuture)))
+                        WHERE b.before + upto >= r.rank LIMIT 1) AS milliseconds
+                    FROM ranks r JOIN buckets b ON b.state = r.state AND r.rank > b.before AND r.rank <= b.before + b.stays
+                )
+                SELECT COALESCE(ts.name, 'UNKNOWN') AS state, s.n AS count,
+                       (SELECT min(milliseconds) FROM stay_lengths WHERE state = s.state) / 1000.0 AS min_s,
+                       round(s.milliseconds / 1000.0 / s.n, 3) AS avg_s,
+                       (SELECT milliseconds FROM percentiles WHERE state = s.state AND percent = 50) / 1000.0 AS p50_s,
+                       (SELECT milliseconds FROM percentiles WHERE state = s.state AND percent = 95) / 1000.0 AS p95_s,
+                       (SELECT max(milliseconds) FROM stay_lengths WHERE state = s.state) / 1000.0 AS max_s
+                FROM states s LEFT JOIN tcp_states ts ON ts.code = s.state
+                ORDER BY count DESC, state
+                """))
 
     static let timeline = Question(
         name: "timeline",
@@ -157,7 +191,7 @@ extension Question {
             LIMIT :limit
             """,
         shortcut: Shortcut(
-            scope: .noTimeBoundsOrPort,
+            absent: [.since, .until, .port],
             sql: """
                 SELECT ra.text AS peer, sum(t.connections) AS connections, sum(t.opens) AS opens, sum(t.closes) AS closes,
                        sum(t.resets) AS resets,
@@ -227,7 +261,7 @@ extension Question {
             LIMIT :limit
             """,
         shortcut: Shortcut(
-            scope: .wholeMinutes,
+            absent: [.peer, .port], wholeMinuteBuckets: true,
             sql: """
                 WITH minutes AS (
                     -- The whole minutes in [:since, :until], from the first to the last; none when first > last.
@@ -379,7 +413,7 @@ extension Question {
             ORDER BY min(service_port)
             """,
         shortcut: Shortcut(
-            scope: .noTimeBoundsOrPort,
+            absent: [.since, .until, .port],
             sql: """
                 SELECT CASE WHEN t.service_port < 1024 THEN 'well-known' WHEN t.service_port < 49152 THEN 'registered'
                             ELSE 'dynamic' END AS port_class,

@@ -36,6 +36,20 @@ public struct QuestionParameters: Sendable {
         self.now = now
     }
 
+    /// Whether `parameter` was given; `bucket` always is.
+    func isGiven(_ parameter: QuestionParameter) -> Bool {
+        switch parameter {
+        case .since: since != nil
+        case .until: until != nil
+        case .limit: limit != nil
+        case .peer: peer != nil
+        case .port: port != nil
+        case .state: state != nil
+        case .bucket: true
+        case .counter: counter != nil
+        }
+    }
+
     /// The named SQL parameters every question's SQL may use.
     var sqlValues: [String: SQLValue] {
         [
@@ -74,28 +88,30 @@ public struct Question: Sendable {
 }
 
 /// SQL that gives exactly a question's answer for the parameters its scope covers, from the
-/// running totals (`peer_totals`, `churn_minutes`) or by a better plan than the definition's.
+/// running totals (`peer_totals`, `churn_minutes`, `stay_lengths`) or by a better plan than the
+/// definition's.
 public struct Shortcut: Sendable {
-    public enum Scope: Sendable {
-        /// No time bounds: a plan for the whole history (which SQLite cannot tell from bound values).
-        case noTimeBounds
-        /// No time bounds and no port: the totals hold the whole history per peer and service port.
-        case noTimeBoundsOrPort
-        /// No peer or port, and buckets of whole minutes: whole minutes come from the tallies and
-        /// the part-minutes at either end of the time asked about from the events.
-        case wholeMinutes
+    /// The parameters the shortcut answers for: none of `absent` given, and, for bucketed
+    /// answers from per-minute totals, buckets of whole minutes.
+    public struct Scope: Sendable {
+        public var absent: Set<QuestionParameter>
+        public var wholeMinuteBuckets = false
 
         func covers(_ parameters: QuestionParameters) -> Bool {
-            switch self {
-            case .noTimeBounds: parameters.since == nil && parameters.until == nil
-            case .noTimeBoundsOrPort: parameters.since == nil && parameters.until == nil && parameters.port == nil
-            case .wholeMinutes: parameters.peer == nil && parameters.port == nil && parameters.bucket > 0 && parameters.bucket % 60_000 == 0
-            }
+            absent.allSatisfy { !parameters.isGiven($0) }
+                && (!wholeMinuteBuckets || (parameters.bucket > 0 && parameters.bucket % 60_000 == 0))
         }
     }
 
     public let scope: Scope
     public let sql: String
+
+    /// - Parameter absent: what must not be asked for: time bounds, say, when the SQL reads
+    ///   whole-history totals (a plan SQLite cannot choose from bound values alone).
+    init(absent: Set<QuestionParameter>, wholeMinuteBuckets: Bool = false, sql: String) {
+        scope = Scope(absent: absent, wholeMinuteBuckets: wholeMinuteBuckets)
+        self.sql = sql
+    }
 }
 
 /// Something an answer's numbers hide unless it is said.

@@ -175,7 +175,9 @@ extension Store {
     private func write(_ diff: SampleDiff, context: SampleContext) throws -> Int64 {
         let namespaceID = try namespaceID(context.namespace)
         var windowID: Int64
-        if diff.windowStart != nil || context.windowID == nil {
+        // Without a window to continue, the sample starts one as after a gap.
+        let windowStart = diff.windowStart ?? (context.windowID == nil ? .gap : nil)
+        if let windowStart {
             try database.cached(
                 """
                 INSERT INTO windows (namespace_id, boot_id, source, start_reason, started_at, ended_at, interval_ms, samples)
@@ -183,7 +185,7 @@ extension Store {
                 """
             ).run([
                 .integer(namespaceID), .integer(try bootRowID(context.bootID)), .text(context.source),
-                .text((diff.windowStart ?? .gap).rawValue), .integer(diff.at), .integer(diff.at), .integer(context.interval),
+                .text(windowStart.rawValue), .integer(diff.at), .integer(diff.at), .integer(context.interval),
             ])
             windowID = database.lastInsertRowID
         } else {
@@ -194,13 +196,15 @@ extension Store {
 
         try database.cached(
             """
-            INSERT INTO samples (window_id, at, after, sockets, malformed, resets, reset_candidates, read_us, attributed)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO samples (window_id, at, after, sockets, malformed, resets, reset_candidates, read_us, attributed,
+                starts_observation)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """
         ).run([
             .integer(windowID), .integer(diff.at), SQLValue(diff.after), .integer(Int64(diff.sockets)),
             .integer(Int64(context.malformedLines)), SQLValue(diff.resets), .integer(Int64(diff.resetCandidates)),
             .integer(context.readMicroseconds), .integer(context.attributed ? 1 : 0),
+            .integer(windowStart?.isBlind == true ? 1 : 0),
         ])
         let sampleID = database.lastInsertRowID
 

@@ -1,0 +1,105 @@
+-- connlog schema version 4: how long sockets stayed in each state, kept as an exact histogram by
+-- triggers on events, so `state-durations` over the whole history reads a few hundred rows
+-- instead of every event.
+
+-- A sample starts observation when it is its namespace's first, or the first after a gap or a
+-- reboot: its events happened at some unknown time before it, so a stay entered or left there is
+-- cut by observation. Set when the sample is recorded and never changed, so pruning a window's
+-- first samples does not cut the stays of its first kept one. (Databases of version 3 take it
+-- from the windows; where pruning already removed a window's first sample, its first kept one is
+-- marked, as version 3's questions counted it.)
+ALTER TABLE samples ADD COLUMN starts_observation INTEGER NOT NULL DEFAULT 0;
+UPDATE samples SET starts_observation = 1 WHERE id IN (
+    SELECT min(s.id) FROM samples s JOIN windows w ON w.id = s.window_id
+    WHERE w.start_reason IN ('first', 'gap', 'reboot') GROUP BY w.id);
+
+-- A stay runs from an open or state event of a connection to the connection's next event, when
+-- neither is in a sample that starts observation. Per state and length: how many.
+CREATE TABLE stay_lengths (
+    state INTEGER NOT NULL,             -- the state stayed in (events.to_state)
+    milliseconds INTEGER NOT NULL,      -- from the sample that saw it entered to the one that saw it left
+    stays INTEGER NOT NULL,
+    -- The lengths that share their three leading digits; each length under a second is its own.
+    bucket INTEGER AS (CASE WHEN milliseconds < 1000 THEN milliseconds
+                            ELSE milliseconds - milliseconds % CAST(substr('1000000000000000000', 1, length(milliseconds) - 2) AS INTEGER)
+                       END) VIRTUAL,
+    PRIMARY KEY (state, milliseconds)
+) WITHOUT ROWID;
+
+-- The same stays per bucket (at most 900 buckets a decade of lengths): a percentile is found by
+-- summing buckets up to the one that holds its rank, then the lengths of that bucket alone.
+CREATE TABLE stay_length_buckets (
+    state INTEGER NOT NULL,
+    bucket INTEGER NOT NULL,            -- its smallest length: the length with all but three leading digits zero
+    stays INTEGER NOT NULL,
+    milliseconds INTEGER NOT NULL,      -- the lengths of its stays, summed
+    PRIMARY KEY (state, bucket)
+) WITHOUT ROWID;
+
+-- Lengths and buckets whose last stay went are deleted at once; these find them without a scan.
+CREATE INDEX stay_lengths_emptied ON stay_lengths(state) WHERE stays = 0;
+CREATE INDEX stay_length_buckets_emptied ON stay_length_buckets(state) WHERE stays = 0;
+
+CREATE TRIGGER stay_length_buckets_add AFTER INSERT ON stay_lengths BEGIN
+    INSERT INTO stay_length_buckets VALUES (NEW.state, NEW.bucket, NEW.stays, NEW.stays * NEW.milliseconds)
+    ON CONFLICT DO UPDATE SET stays = stays + excluded.stays, milliseconds = milliseconds + excluded.milliseconds;
+END;
+CREATE TRIGGER stay_length_buckets_change AFTER UPDATE OF stays ON stay_lengths BEGIN
+    UPDATE stay_length_buckets
+    SET stays = stays + NEW.stays - OLD.stays, milliseconds = milliseconds + (NEW.stays - OLD.stays) * NEW.milliseconds
+    WHERE state = NEW.state AND bucket = NEW.bucket;
+END;
+CREATE TRIGGER stay_length_buckets_remove AFTER DELETE ON stay_lengths BEGIN
+    UPDATE stay_length_buckets SET stays = stays - OLD.stays, milliseconds = milliseconds - OLD.stays * OLD.milliseconds
+    WHERE state = OLD.state AND bucket = OLD.bucket;
+END;
+
+-- An event ends the stay its connection's previous event began. (An open is a connection's first
+-- event: it ends nothing.)
+CREATE TRIGGER stay_lengths_add AFTER INSERT ON events WHEN NEW.kind <> 1 BEGIN
+    INSERT INTO stay_lengths (state, milliseconds, stays)
+    SELECT p.to_state, n.at - b.at, 1
+    FROM samples n, events p, samples b
+    WHERE n.id = NEW.sample_id AND n.starts_observation = 0
+      AND p.id = (SELECT max(id) FROM events WHERE connection_id = NEW.connection_id AND id < NEW.id)
+      AND p.kind IN (1, 2) AND b.id = p.sample_id AND b.starts_observation = 0
+    ON CONFLICT DO UPDATE SET stays = stays + 1;
+END;
+
+-- A deleted event takes out the stay it ended and the one it began; if it had neighbours on both
+-- sides, they now bound a stay. (Retention deletes a connection's oldest events; a close taken
+-- back is its connection's last.)
+CREATE TRIGGER stay_lengths_remove AFTER DELETE ON events BEGIN
+    UPDATE stay_lengths SET stays = stays - 1 WHERE (state, milliseconds) = (
+        SELECT p.to_state, o.at - b.at
+        FROM samples o, events p, samples b
+        WHERE o.id = OLD.sample_id AND o.starts_observation = 0
+          AND p.id = (SELECT max(id) FROM events WHERE connection_id = OLD.connection_id AND id < OLD.id)
+          AND p.kind IN (1, 2) AND b.id = p.sample_id AND b.starts_observation = 0);
+    UPDATE stay_lengths SET stays = stays - 1 WHERE (state, milliseconds) = (
+        SELECT OLD.to_state, a.at - o.at
+        FROM samples o, events x, samples a
+        WHERE OLD.kind IN (1, 2) AND o.id = OLD.sample_id AND o.starts_observation = 0
+          AND x.id = (SELECT min(id) FROM events WHERE connection_id = OLD.connection_id AND id > OLD.id)
+          AND a.id = x.sample_id AND a.starts_observation = 0);
+    INSERT INTO stay_lengths (state, milliseconds, stays)
+    SELECT p.to_state, a.at - b.at, 1
+    FROM events p, samples b, events x, samples a
+    WHERE p.id = (SELECT max(id) FROM events WHERE connection_id = OLD.connection_id AND id < OLD.id)
+      AND p.kind IN (1, 2) AND b.id = p.sample_id AND b.starts_observation = 0
+      AND x.id = (SELECT min(id) FROM events WHERE connection_id = OLD.connection_id AND id > OLD.id)
+      AND a.id = x.sample_id AND a.starts_observation = 0
+    ON CONFLICT DO UPDATE SET stays = stays + 1;
+    DELETE FROM stay_lengths WHERE stays = 0;
+    DELETE FROM stay_length_buckets WHERE stays = 0;
+END;
+
+-- What databases of version 3 already hold (the buckets fill through their triggers).
+INSERT INTO stay_lengths
+SELECT state, milliseconds, count(*) FROM (
+    SELECT e.kind, e.to_state AS state, LEAD(s.at) OVER next - s.at AS milliseconds,
+           s.starts_observation AS cut_in, LEAD(s.starts_observation) OVER next AS cut_out
+    FROM events e JOIN samples s ON s.id = e.sample_id
+    WINDOW next AS (PARTITION BY e.connection_id ORDER BY e.id))
+WHERE kind IN (1, 2) AND milliseconds IS NOT NULL AND cut_in = 0 AND cut_out = 0
+GROUP BY state, milliseconds;
