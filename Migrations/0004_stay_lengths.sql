@@ -1,6 +1,6 @@
--- connlog schema version 4: how long sockets stayed in each state, kept as an exact histogram by
--- triggers on events, so `state-durations` over the whole history reads a few hundred rows
--- instead of every event.
+-- connlog schema version 4: how long sockets stayed in each state, kept as an exact histogram, so
+-- `state-durations` over the whole history reads a few hundred rows instead of every event; and
+-- a sample's own rows are added to the running totals by the collector, once per sample.
 
 -- A sample starts observation when it is its namespace's first, or the first after a gap or a
 -- reboot: its events happened at some unknown time before it, so a stay entered or left there is
@@ -54,17 +54,13 @@ CREATE TRIGGER stay_length_buckets_remove AFTER DELETE ON stay_lengths BEGIN
     WHERE state = OLD.state AND bucket = OLD.bucket;
 END;
 
--- An event ends the stay its connection's previous event began. (An open is a connection's first
--- event: it ends nothing.)
-CREATE TRIGGER stay_lengths_add AFTER INSERT ON events WHEN NEW.kind <> 1 BEGIN
-    INSERT INTO stay_lengths (state, milliseconds, stays)
-    SELECT p.to_state, n.at - b.at, 1
-    FROM samples n, events p, samples b
-    WHERE n.id = NEW.sample_id AND n.starts_observation = 0
-      AND p.id = (SELECT max(id) FROM events WHERE connection_id = NEW.connection_id AND id < NEW.id)
-      AND p.kind IN (1, 2) AND b.id = p.sample_id AND b.starts_observation = 0
-    ON CONFLICT DO UPDATE SET stays = stays + 1;
-END;
+-- A sample's opens, closes and events are added to the totals by grouped statements at the end of
+-- its transaction (Store+Totals.swift), which cost a burst of 100k closes far less than triggers
+-- run once per row. Triggers follow every later change: a close taken back, a reason revised,
+-- retention.
+DROP TRIGGER peer_totals_add;
+DROP TRIGGER peer_totals_close;
+DROP TRIGGER churn_minutes_add;
 
 -- A deleted event takes out the stay it ended and the one it began; if it had neighbours on both
 -- sides, they now bound a stay. (Retention deletes a connection's oldest events; a close taken

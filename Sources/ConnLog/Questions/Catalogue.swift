@@ -341,26 +341,31 @@ extension Question {
                 WHERE w.start_reason IN ('first', 'gap', 'reboot') GROUP BY w.id
             ),
             changes AS (
-                SELECT cn.name, s.at,
+                SELECT c.counter_id, s.at,
                        c.value - LAG(c.value) OVER (PARTITION BY c.counter_id, runs.run ORDER BY c.sample_id) AS increase
                 FROM counters c
                 JOIN samples s ON s.id = c.sample_id
                 JOIN runs ON runs.window_id = s.window_id
-                JOIN counter_names cn ON cn.id = c.counter_id
-                WHERE (:counter IS NULL AND cn.name IN (\(rateCounters.map { "'\($0)'" }.joined(separator: ", "))))
-                   OR cn.name = :counter
+                WHERE c.counter_id IN (
+                    SELECT id FROM counter_names
+                    WHERE (:counter IS NULL AND name IN (\(rateCounters.map { "'\($0)'" }.joined(separator: ", ")))) OR name = :counter)
+            ),
+            increases AS (
+                SELECT at / :bucket AS slot, counter_id, sum(increase) AS increase
+                FROM changes
+                WHERE increase IS NOT NULL AND increase <> 0 AND at BETWEEN :since AND :until
+                GROUP BY 1, 2
             ),
             covered AS (
                 SELECT at / :bucket AS slot, sum(at - after) AS milliseconds
                 FROM samples WHERE after IS NOT NULL AND id NOT IN (SELECT id FROM starts) AND at BETWEEN :since AND :until
                 GROUP BY at / :bucket
             )
-            SELECT \(Fragment.iso("(at / :bucket) * :bucket")) AS bucket, name AS counter, sum(increase) AS increase,
-                   round(sum(increase) * 1000.0 / max(1, (SELECT milliseconds FROM covered WHERE slot = at / :bucket)), 3) AS per_second
-            FROM changes
-            WHERE increase IS NOT NULL AND increase <> 0 AND at BETWEEN :since AND :until
-            GROUP BY at / :bucket, name
-            ORDER BY at / :bucket, name
+            -- Joined, not looked up per row: the time covered is summed once per bucket.
+            SELECT \(Fragment.iso("i.slot * :bucket")) AS bucket, cn.name AS counter, i.increase,
+                   round(i.increase * 1000.0 / max(1, cv.milliseconds), 3) AS per_second
+            FROM increases i JOIN counter_names cn ON cn.id = i.counter_id LEFT JOIN covered cv ON cv.slot = i.slot
+            ORDER BY i.slot, cn.name
             LIMIT :limit
             """)
 

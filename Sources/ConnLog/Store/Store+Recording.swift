@@ -215,7 +215,7 @@ extension Store {
 
         // OR FAIL on the statements that run once per connection or event: an error fails the
         // sample, whose transaction is rolled back whole anyway, and SQLite need not journal each
-        // statement (their triggers write the running totals) to undo it alone.
+        // statement (where triggers write the running totals) to undo it alone.
         let insertConnection = try database.cached(
             """
             INSERT OR FAIL INTO connections (id, namespace_id, family, local_address, local_port, remote_address, remote_port,
@@ -290,6 +290,7 @@ extension Store {
                 try insertEvent.run([.integer(sampleID), .integer(id), 3, .integer(Int64(last.rawValue)), .null])
             }
         }
+        try addToTotals(sample: sampleID)
         return windowID
     }
 
