@@ -331,10 +331,10 @@ extension Question {
         sql: """
             WITH runs AS (
                 -- A run is observation without a gap or reboot; counters keep counting across it.
-                SELECT w.id AS window_id,
-                       (SELECT max(r.id) FROM windows r WHERE r.namespace_id = w.namespace_id AND r.id <= w.id
-                          AND r.start_reason IN ('first', 'gap', 'reboot')) AS run
-                FROM windows w
+                -- Windows are numbered by the runs begun up to them, in their namespace.
+                SELECT id AS window_id, namespace_id,
+                       sum(start_reason IN ('first', 'gap', 'reboot')) OVER (PARTITION BY namespace_id ORDER BY id) AS run
+                FROM windows
             ),
             starts AS (
                 SELECT min(s.id) AS id FROM samples s JOIN windows w ON w.id = s.window_id
@@ -342,7 +342,7 @@ extension Question {
             ),
             changes AS (
                 SELECT c.counter_id, s.at,
-                       c.value - LAG(c.value) OVER (PARTITION BY c.counter_id, runs.run ORDER BY c.sample_id) AS increase
+                       c.value - LAG(c.value) OVER (PARTITION BY c.counter_id, runs.namespace_id, runs.run ORDER BY c.sample_id) AS increase
                 FROM counters c
                 JOIN samples s ON s.id = c.sample_id
                 JOIN runs ON runs.window_id = s.window_id
