@@ -2,19 +2,26 @@
 -- `state-durations` over the whole history reads a few hundred rows instead of every event; and
 -- a sample's own rows are added to the running totals by the collector, once per sample.
 
--- A sample starts observation when it is its namespace's first, or the first after a gap or a
--- reboot: its events happened at some unknown time before it, so a stay entered or left there is
--- cut by observation. Set when the sample is recorded and never changed, so pruning a window's
--- first samples does not cut the stays of its first kept one. (Databases of version 3 take it
--- from the windows; where pruning already removed a window's first sample, its first kept one is
--- marked, as version 3's questions counted it.)
-ALTER TABLE samples ADD COLUMN starts_observation INTEGER NOT NULL DEFAULT 0;
-UPDATE samples SET starts_observation = 1 WHERE id IN (
-    SELECT min(s.id) FROM samples s JOIN windows w ON w.id = s.window_id
-    WHERE w.start_reason IN ('first', 'gap', 'reboot') GROUP BY w.id);
+-- A run is observation without a gap or a reboot: it begins with a namespace's first sample, or the
+-- first after a gap or a reboot, whose events happened at some unknown time before it. `run` is the
+-- id of the sample that began the sample's run: its own id when it begins one. Set when the sample
+-- is recorded and never changed, so pruning a run's first samples leaves the rest of it as it was.
+-- (Databases of version 3 take it from the windows; where pruning already removed the first sample
+-- of a window that began a run, its first kept sample begins it instead, as version 3 counted it.)
+ALTER TABLE samples ADD COLUMN run INTEGER;
+UPDATE samples SET run = numbered.run FROM (
+    SELECT s.id, COALESCE(max(CASE WHEN s.id IN (
+                                  SELECT min(f.id) FROM samples f JOIN windows fw ON fw.id = f.window_id
+                                  WHERE fw.start_reason IN ('first', 'gap', 'reboot') GROUP BY fw.id)
+                              THEN s.id END) OVER namespace,
+                          min(s.id) OVER namespace) AS run
+    FROM samples s JOIN windows w ON w.id = s.window_id
+    WINDOW namespace AS (PARTITION BY w.namespace_id ORDER BY s.id)) AS numbered
+WHERE samples.id = numbered.id;
 
--- A stay runs from an open or state event of a connection to the connection's next event, when
--- neither is in a sample that starts observation. Per state and length: how many.
+-- A stay runs from an open or state event of a connection to the connection's next event, when both
+-- are in one run and the first does not begin it (a stay entered before observation began, or across
+-- a gap, a reboot or a clock that stepped back, has no known length). Per state and length: how many.
 CREATE TABLE stay_lengths (
     state INTEGER NOT NULL,             -- the state stayed in (events.to_state)
     milliseconds INTEGER NOT NULL,      -- from the sample that saw it entered to the one that saw it left
@@ -37,8 +44,8 @@ CREATE TABLE stay_length_buckets (
 ) WITHOUT ROWID;
 
 -- Lengths and buckets whose last stay went are deleted at once; these find them without a scan.
-CREATE INDEX stay_lengths_emptied ON stay_lengths(state) WHERE stays = 0;
-CREATE INDEX stay_length_buckets_emptied ON stay_length_buckets(state) WHERE stays = 0;
+CREATE INDEX stay_lengths_emptied ON stay_lengths(stays) WHERE stays = 0;
+CREATE INDEX stay_length_buckets_emptied ON stay_length_buckets(stays) WHERE stays = 0;
 
 CREATE TRIGGER stay_length_buckets_add AFTER INSERT ON stay_lengths BEGIN
     INSERT INTO stay_length_buckets VALUES (NEW.state, NEW.bucket, NEW.stays, NEW.stays * NEW.milliseconds)
@@ -69,22 +76,22 @@ CREATE TRIGGER stay_lengths_remove AFTER DELETE ON events BEGIN
     UPDATE stay_lengths SET stays = stays - 1 WHERE (state, milliseconds) = (
         SELECT p.to_state, o.at - b.at
         FROM samples o, events p, samples b
-        WHERE o.id = OLD.sample_id AND o.starts_observation = 0
+        WHERE o.id = OLD.sample_id
           AND p.id = (SELECT max(id) FROM events WHERE connection_id = OLD.connection_id AND id < OLD.id)
-          AND p.kind IN (1, 2) AND b.id = p.sample_id AND b.starts_observation = 0);
+          AND p.kind IN (1, 2) AND b.id = p.sample_id AND b.run = o.run AND b.id <> b.run);
     UPDATE stay_lengths SET stays = stays - 1 WHERE (state, milliseconds) = (
         SELECT OLD.to_state, a.at - o.at
         FROM samples o, events x, samples a
-        WHERE OLD.kind IN (1, 2) AND o.id = OLD.sample_id AND o.starts_observation = 0
+        WHERE OLD.kind IN (1, 2) AND o.id = OLD.sample_id AND o.id <> o.run
           AND x.id = (SELECT min(id) FROM events WHERE connection_id = OLD.connection_id AND id > OLD.id)
-          AND a.id = x.sample_id AND a.starts_observation = 0);
+          AND a.id = x.sample_id AND a.run = o.run);
     INSERT INTO stay_lengths (state, milliseconds, stays)
     SELECT p.to_state, a.at - b.at, 1
     FROM events p, samples b, events x, samples a
     WHERE p.id = (SELECT max(id) FROM events WHERE connection_id = OLD.connection_id AND id < OLD.id)
-      AND p.kind IN (1, 2) AND b.id = p.sample_id AND b.starts_observation = 0
+      AND p.kind IN (1, 2) AND b.id = p.sample_id AND b.id <> b.run
       AND x.id = (SELECT min(id) FROM events WHERE connection_id = OLD.connection_id AND id > OLD.id)
-      AND a.id = x.sample_id AND a.starts_observation = 0
+      AND a.id = x.sample_id AND a.run = b.run
     ON CONFLICT DO UPDATE SET stays = stays + 1;
     DELETE FROM stay_lengths WHERE stays = 0;
     DELETE FROM stay_length_buckets WHERE stays = 0;
@@ -93,9 +100,9 @@ END;
 -- What databases of version 3 already hold (the buckets fill through their triggers).
 INSERT INTO stay_lengths
 SELECT state, milliseconds, count(*) FROM (
-    SELECT e.kind, e.to_state AS state, LEAD(s.at) OVER next - s.at AS milliseconds,
-           s.starts_observation AS cut_in, LEAD(s.starts_observation) OVER next AS cut_out
+    SELECT e.kind, e.to_state AS state, LEAD(s.at) OVER next - s.at AS milliseconds, s.id AS sample_id, s.run,
+           LEAD(s.run) OVER next AS left_run
     FROM events e JOIN samples s ON s.id = e.sample_id
     WINDOW next AS (PARTITION BY e.connection_id ORDER BY e.id))
-WHERE kind IN (1, 2) AND milliseconds IS NOT NULL AND cut_in = 0 AND cut_out = 0
+WHERE kind IN (1, 2) AND left_run = run AND sample_id <> run
 GROUP BY state, milliseconds;

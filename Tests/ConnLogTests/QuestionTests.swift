@@ -293,6 +293,40 @@ struct QuestionTests {
             ])
     }
 
+    /// Two namespaces whose first windows retention removed, each left with a window that
+    /// continued its run: every increase is one namespace's own counter's, never the difference
+    /// between the two.
+    @Test func counterIncreasesStayInTheirNamespaceAfterPruning() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try Store(path: directory.appendingPathComponent("pruned.db").path, access: .write)
+        let start: Int64 = 1_700_002_800_000  // on the hour
+        var trackers = [Tracker(), Tracker()]
+        var windows: [Int64?] = [nil, nil]
+        // Seconds and the two namespaces' EstabResets, at 1 s spacing and then at 2 s: the change of
+        // spacing starts an 'interval' window, which continues the run.
+        let readings: [(Int64, Int64, Int64, Int64)] = [
+            (0, 1000, 100, 5000), (1, 1000, 110, 5001), (2, 1000, 120, 5002), (4, 2000, 130, 5003), (6, 2000, 150, 5008),
+        ]
+        for (second, interval, one, two) in readings {
+            for (index, value) in [one, two].enumerated() {
+                let namespace = UInt64(index + 1)
+                let snapshot = Snapshot(
+                    at: start + second * 1000, namespace: namespace, bootID: "boot", sightings: [],
+                    counters: [Snapshot.estabResetsCounter: value])
+                let diff = trackers[index].apply(snapshot, expectedInterval: interval)
+                windows[index] = try store.record(
+                    diff, context: .init(namespace: namespace, bootID: "boot", windowID: windows[index], interval: interval))
+            }
+        }
+        try store.prune(before: start + 3500)
+        #expect(try store.database.scalarInt("SELECT count(*) FROM windows WHERE start_reason = 'first'") == 0)
+        var rows: [[String]] = []
+        _ = try store.ask(Question.counters, QuestionParameters(bucket: 3_600_000, now: start + 7000)) { rows.append($0.map(Self.text)) }
+        // 150 - 130 and 5008 - 5003; the growth into each window's first kept sample is unknown, and so
+        // is the time it covered: 2 s a namespace.
+        #expect(rows == [[TimeText.iso8601(start), "Tcp.EstabResets", "25", "6.25"]])
+    }
+
     @Test func counterIncreasesNeverCrossAGap() throws {
         defer { try? FileManager.default.removeItem(at: directory) }
         let rows = try ask("counters") { $0.bucket = 5000 }.rows

@@ -258,6 +258,8 @@ struct RollupTests {
                         GROUP BY state, bucket HAVING sum(stays) > 0 ORDER BY 1, 2
                         """, in: store), "stay_length_buckets after sample \(sample)")
         #expect(try store.database.scalarInt("SELECT count(*) FROM stay_lengths WHERE stays <= 0") == 0)
+        // A clock that stepped back begins a run: no stay spans it, so none is negative.
+        #expect(try store.database.scalarInt("SELECT count(*) FROM stay_lengths WHERE milliseconds < 0") == 0)
     }
 
     /// Every question with a shortcut, over parameters its scope covers, answers like its SQL definition.

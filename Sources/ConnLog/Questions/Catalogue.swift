@@ -71,9 +71,10 @@ extension Question {
                 """))
 
     /// A stay runs from the sample that first saw a state to the sample that saw it left. Stays
-    /// entered or left in a sample that starts observation (the first, or the first after a gap
-    /// or reboot) or not left yet are cut by observation, and left out. Lengths are summed as
-    /// whole milliseconds, so the totals in `stay_lengths` give the same figures to the last digit.
+    /// entered at the start of a run of observation (the first sample, or the first after a gap
+    /// or reboot), spanning two runs, or not left yet are cut by observation, and left out.
+    /// Lengths are summed as whole milliseconds, so the totals in `stay_lengths` give the same
+    /// figures to the last digit.
     static let stateDurations = Question(
         name: "state-durations",
         summary: "how long sockets stayed in each state: count, min, avg, p50, p95, max seconds",
@@ -86,8 +87,8 @@ extension Question {
         ],
         sql: """
             WITH ev AS (
-                SELECT e.connection_id, e.kind, e.to_state, s.at, s.starts_observation AS cut_in,
-                       LEAD(s.at) OVER next AS left_at, LEAD(s.starts_observation) OVER next AS cut_out
+                SELECT e.connection_id, e.kind, e.to_state, s.at, s.id AS sample_id, s.run,
+                       LEAD(s.at) OVER next AS left_at, LEAD(s.run) OVER next AS left_run
                 FROM events e JOIN samples s ON s.id = e.sample_id
                 -- A stay that began in the window has its entry event there: only those connections matter.
                 WHERE e.connection_id IN (SELECT w.connection_id FROM events w WHERE \(Fragment.eventIDRange(alias: "w")))
@@ -96,7 +97,7 @@ extension Question {
             stays AS (
                 SELECT ev.to_state AS state, ev.left_at - ev.at AS milliseconds
                 FROM ev JOIN connections c ON c.id = ev.connection_id JOIN addresses ra ON ra.id = c.remote_address
-                WHERE ev.kind IN (1, 2) AND ev.left_at IS NOT NULL AND ev.cut_in = 0 AND ev.cut_out = 0
+                WHERE ev.kind IN (1, 2) AND ev.left_run = ev.run AND ev.sample_id <> ev.run
                   AND ev.at BETWEEN :since AND :until AND (:state IS NULL OR ev.to_state = :state)
                   AND \(Fragment.peerFilter) AND \(Fragment.portFilter)
             ),
@@ -112,7 +113,7 @@ extension Question {
                    max(milliseconds) / 1000.0 AS max_s
             FROM ranked LEFT JOIN tcp_states ts ON ts.code = ranked.state
             GROUP BY ranked.state
-            ORDER BY count DESC, state
+            ORDER BY count DESC, state, ranked.state
             """,
         shortcut: Shortcut(
             absent: [.since, .until, .peer, .port],
@@ -138,8 +139,8 @@ extension Question {
                         SELECT milliseconds FROM (
                             SELECT milliseconds, sum(stays) OVER (ORDER BY milliseconds ROWS UNBOUNDED PRECEDING) AS upto
                             FROM stay_lengths
-                            WHERE state = b.state AND milliseconds >= b.bucket AND milliseconds < COALESCE(b.next, \(Fragment.farFuture)))
-                        WHERE b.before + upto >= r.rank LIMIT 1) AS milliseconds
+                            WHERE state = b.state AND milliseconds >= b.bucket AND (b.next IS NULL OR milliseconds < b.next))
+                        WHERE b.before + upto >= r.rank ORDER BY milliseconds LIMIT 1) AS milliseconds
                     FROM ranks r JOIN buckets b ON b.state = r.state AND r.rank > b.before AND r.rank <= b.before + b.stays
                 )
                 SELECT COALESCE(ts.name, 'UNKNOWN') AS state, s.n AS count,
@@ -149,7 +150,7 @@ extension Question {
                        (SELECT milliseconds FROM percentiles WHERE state = s.state AND percent = 95) / 1000.0 AS p95_s,
                        (SELECT max(milliseconds) FROM stay_lengths WHERE state = s.state) / 1000.0 AS max_s
                 FROM states s LEFT JOIN tcp_states ts ON ts.code = s.state
-                ORDER BY count DESC, state
+                ORDER BY count DESC, state, s.state
                 """))
 
     static let timeline = Question(
@@ -329,23 +330,15 @@ extension Question {
             "increases are never taken across a gap or reboot; per_second divides by the time the samples in the bucket covered",
         ],
         sql: """
-            WITH runs AS (
-                -- A run is observation without a gap or reboot; counters keep counting across it.
-                -- Windows are numbered by the runs begun up to them, in their namespace.
-                SELECT id AS window_id, namespace_id,
-                       sum(start_reason IN ('first', 'gap', 'reboot')) OVER (PARTITION BY namespace_id ORDER BY id) AS run
-                FROM windows
-            ),
-            starts AS (
-                SELECT min(s.id) AS id FROM samples s JOIN windows w ON w.id = s.window_id
-                WHERE w.start_reason IN ('first', 'gap', 'reboot') GROUP BY w.id
+            WITH firsts AS (
+                -- The first remaining sample of each run has no increase, so its time is not covered.
+                SELECT min(id) AS id FROM samples GROUP BY run
             ),
             changes AS (
-                SELECT c.counter_id, s.at,
-                       c.value - LAG(c.value) OVER (PARTITION BY c.counter_id, runs.namespace_id, runs.run ORDER BY c.sample_id) AS increase
+                -- Counters keep counting through a run of observation, and start again after a gap or reboot.
+                SELECT c.counter_id, s.at, c.value - LAG(c.value) OVER (PARTITION BY c.counter_id, s.run ORDER BY c.sample_id) AS increase
                 FROM counters c
                 JOIN samples s ON s.id = c.sample_id
-                JOIN runs ON runs.window_id = s.window_id
                 WHERE c.counter_id IN (
                     SELECT id FROM counter_names
                     WHERE (:counter IS NULL AND name IN (\(rateCounters.map { "'\($0)'" }.joined(separator: ", ")))) OR name = :counter)
@@ -358,7 +351,7 @@ extension Question {
             ),
             covered AS (
                 SELECT at / :bucket AS slot, sum(at - after) AS milliseconds
-                FROM samples WHERE after IS NOT NULL AND id NOT IN (SELECT id FROM starts) AND at BETWEEN :since AND :until
+                FROM samples WHERE id NOT IN (SELECT id FROM firsts) AND at BETWEEN :since AND :until
                 GROUP BY at / :bucket
             )
             -- Joined, not looked up per row: the time covered is summed once per bucket.

@@ -194,19 +194,26 @@ extension Store {
                 .run([.integer(diff.at), .integer(windowID)])
         }
 
+        // A sample after a gap or reboot (or the first) begins a run: its own id. Any other continues
+        // the run of the namespace's previous sample.
+        let beginsRun = windowStart?.isBlind == true
         try database.cached(
             """
-            INSERT INTO samples (window_id, at, after, sockets, malformed, resets, reset_candidates, read_us, attributed,
-                starts_observation)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO samples (window_id, at, after, sockets, malformed, resets, reset_candidates, read_us, attributed, run)
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,
+                    CASE WHEN ?10 THEN NULL ELSE (SELECT s.run FROM samples s JOIN windows w ON w.id = s.window_id
+                                                  WHERE w.namespace_id = ?11 ORDER BY s.id DESC LIMIT 1) END)
             """
         ).run([
             .integer(windowID), .integer(diff.at), SQLValue(diff.after), .integer(Int64(diff.sockets)),
             .integer(Int64(context.malformedLines)), SQLValue(diff.resets), .integer(Int64(diff.resetCandidates)),
-            .integer(context.readMicroseconds), .integer(context.attributed ? 1 : 0),
-            .integer(windowStart?.isBlind == true ? 1 : 0),
+            .integer(context.readMicroseconds), .integer(context.attributed ? 1 : 0), .integer(beginsRun ? 1 : 0),
+            .integer(namespaceID),
         ])
         let sampleID = database.lastInsertRowID
+        if beginsRun {
+            try database.cached("UPDATE samples SET run = id WHERE id = ?").run([.integer(sampleID)])
+        }
 
         let insertCounter = try database.cached("INSERT INTO counters (counter_id, sample_id, value) VALUES (?, ?, ?)")
         for (name, value) in diff.counterChanges.sorted(by: { $0.key < $1.key }) {

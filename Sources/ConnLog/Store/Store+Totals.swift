@@ -46,16 +46,16 @@ extension Store {
                 failed_connects = failed_connects + excluded.failed_connects
             """
         ).run([sample])
-        // The stays its events ended: each from its connection's previous event, unless either
-        // sample starts observation. (An open is a connection's first event: it ends nothing.)
+        // The stays its events ended: each from its connection's previous event, when that is in
+        // the same run and does not begin it. (An open is a connection's first event: it ends nothing.)
         try database.cached(
             """
             INSERT INTO stay_lengths (state, milliseconds, stays)
             SELECT p.to_state, n.at - b.at, count(*)
             FROM samples n, events e, events p, samples b
-            WHERE n.id = ?1 AND n.starts_observation = 0 AND e.sample_id = ?1 AND e.kind <> 1
+            WHERE n.id = ?1 AND n.id <> n.run AND e.sample_id = ?1 AND e.kind <> 1
               AND p.id = (SELECT max(id) FROM events WHERE connection_id = e.connection_id AND id < e.id)
-              AND p.kind IN (1, 2) AND b.id = p.sample_id AND b.starts_observation = 0
+              AND p.kind IN (1, 2) AND b.id = p.sample_id AND b.run = n.run AND b.id <> b.run
             GROUP BY 1, 2
             ON CONFLICT DO UPDATE SET stays = stays + excluded.stays
             """
