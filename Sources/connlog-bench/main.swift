@@ -10,7 +10,7 @@ import ConnLog
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 guard let task = arguments.first else {
-    fail("usage: connlog-bench floor|sample|synthesize|parse|burst|generate|upgrade|questions [name=value ...]; see scripts/bench")
+    fail("usage: connlog-bench floor|sample|synthesize|parse|burst|generate|upgrade|questions|prune [name=value ...]; see scripts/bench")
 }
 let options: [String: String] = {
     var options: [String: String] = [:]
@@ -198,6 +198,25 @@ do {
         let began = now()
         _ = try Store(path: db, access: .write)
         report("upgrade", [("ms", format(Double(now() - began) / 1_000_000))])
+
+    case "prune":
+        // Retention as a collector runs it (batches of 2000 rows), over the oldest `days` of a
+        // history: what deleting history costs while the running totals follow every deleted row.
+        guard let db = options["db"] else { fail("prune needs db=PATH") }
+        let store = try Store(path: db, access: .write)
+        func count(_ table: String) throws -> Int64 { try store.database.scalarInt("SELECT count(*) FROM \(table)") ?? 0 }
+        let (events, connections) = (try count("events"), try count("connections"))
+        let cutoff = (try store.database.scalarInt("SELECT min(at) FROM samples") ?? 0) + Int64(option("days", 1)) * 86_400_000
+        let began = now()
+        while try store.prune(before: cutoff, batchSize: 2000, maxBatches: 1000).more {}
+        let milliseconds = Double(now() - began) / 1_000_000
+        let deletedEvents = events - (try count("events"))
+        report(
+            "prune",
+            [
+                ("events", "\(deletedEvents)"), ("connections", "\(connections - (try count("connections")))"),
+                ("ms", format(milliseconds)), ("events_per_s", format(Double(deletedEvents) / max(milliseconds, 1) * 1000)),
+            ])
 
     case "questions":
         guard let db = options["db"] else { fail("questions needs db=PATH") }

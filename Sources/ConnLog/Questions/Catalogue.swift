@@ -118,7 +118,8 @@ extension Question {
         shortcut: Shortcut(
             absent: [.since, .until, .peer, .port],
             // A percentile's rank is found by summing buckets up to the one that holds it, then
-            // its length by summing that bucket's lengths; the least and greatest are one lookup.
+            // its length by summing that bucket's lengths (the least whose running count reaches
+            // the rank); the least and greatest lengths are one lookup each.
             sql: """
                 WITH buckets AS (
                     SELECT state, bucket, stays, sum(stays) OVER running - stays AS before, LEAD(bucket) OVER running AS next
@@ -136,11 +137,11 @@ extension Question {
                 ),
                 percentiles AS (
                     SELECT r.state, r.percent, (
-                        SELECT milliseconds FROM (
+                        SELECT min(milliseconds) FROM (
                             SELECT milliseconds, sum(stays) OVER (ORDER BY milliseconds ROWS UNBOUNDED PRECEDING) AS upto
                             FROM stay_lengths
-                            WHERE state = b.state AND milliseconds >= b.bucket AND (b.next IS NULL OR milliseconds < b.next))
-                        WHERE b.before + upto >= r.rank ORDER BY milliseconds LIMIT 1) AS milliseconds
+                            WHERE state = b.state AND milliseconds BETWEEN b.bucket AND COALESCE(b.next - 1, \(Int64.max)))
+                        WHERE b.before + upto >= r.rank) AS milliseconds
                     FROM ranks r JOIN buckets b ON b.state = r.state AND r.rank > b.before AND r.rank <= b.before + b.stays
                 )
                 SELECT COALESCE(ts.name, 'UNKNOWN') AS state, s.n AS count,
