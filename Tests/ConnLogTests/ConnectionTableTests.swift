@@ -43,10 +43,14 @@ struct ConnectionTableTests {
                     return
                 }
                 #expect(table[position].id == id)
+                // A guess, right or wrong, finds the same position.
+                #expect(table.position(of: key, likely: Int.random(in: 0...table.count, using: &random)) == position)
+                #expect(table.position(of: key, likely: position) == position)
             }
             // Removed keys are gone.
             for number in stride(from: 0, to: next, by: 17) where model[Self.connection(number).key] == nil {
                 #expect(table.position(of: Self.connection(number).key) == nil)
+                #expect(table.position(of: Self.connection(number).key, likely: 0) == nil)
             }
         }
     }

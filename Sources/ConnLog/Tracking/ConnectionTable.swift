@@ -38,6 +38,12 @@ struct ConnectionTable: Sendable {
         }
     }
 
+    /// The position of the connection with `key`, if open, trying `likely` before the index.
+    func position(of key: SocketKey, likely: Int) -> Int? {
+        if likely < connections.count && connections[likely].key == key { return likely }
+        return position(of: key)
+    }
+
     /// The connection at `position`. Callers may change anything but its key.
     subscript(position: Int) -> TrackedConnection {
         get { connections[position] }

@@ -172,11 +172,15 @@ public struct Tracker: Sendable {
         var unmatched: [(index: Int32, replacing: Bool)] = []
         var pendingClosures: [TrackedConnection] = []
         var closing: [Int] = []
+        // The kernel lists sockets in the same order from one read to the next, and the table
+        // keeps them in the order they were first read: the one after the last match is tried first.
+        var likely = 0
         for (index, sighting) in sightings.enumerated() {
-            guard let position = state.table.position(of: sighting.key) else {
+            guard let position = state.table.position(of: sighting.key, likely: likely) else {
                 unmatched.append((Int32(index), false))
                 continue
             }
+            likely = position + 1
             seen[position] = true
             if isNewGeneration(state.table[position], sighting) {
                 let connection = state.table[position]
@@ -384,7 +388,9 @@ public struct Tracker: Sendable {
     private func update(_ connection: inout TrackedConnection, with sighting: Sighting, snapshot: Snapshot, into diff: inout SampleDiff)
         -> Bool
     {
-        let before = connection
+        // Each field is written only when it changes, so that is all the answer needs: no copy of
+        // the connection to compare with (a copy and a comparison per socket cost more than the rest).
+        var changed = false
         if sighting.state != connection.state {
             diff.events.append(.state(connection: connection.id, from: connection.state, to: sighting.state))
             if sighting.state == .timeWait && connection.timeWaitAt == nil {
@@ -392,16 +398,32 @@ public struct Tracker: Sendable {
             }
             connection.state = sighting.state
             connection.statesSeen.insert(sighting.state)
+            changed = true
         }
         if sighting.inode != 0 {
-            connection.inode = sighting.inode
-            connection.uid = sighting.uid
-            if connection.owner == nil, let owner = snapshot.owners[sighting.inode] { connection.owner = owner }
+            if connection.inode != sighting.inode || connection.uid != sighting.uid {
+                connection.inode = sighting.inode
+                connection.uid = sighting.uid
+                changed = true
+            }
+            if connection.owner == nil, let owner = snapshot.owners[sighting.inode] {
+                connection.owner = owner
+                changed = true
+            }
         }
-        connection.maxRetransmits = max(connection.maxRetransmits, sighting.retransmits)
-        connection.maxTxQueue = max(connection.maxTxQueue, sighting.txQueue)
-        connection.maxRxQueue = max(connection.maxRxQueue, sighting.rxQueue)
-        return connection != before
+        if sighting.retransmits > connection.maxRetransmits {
+            connection.maxRetransmits = sighting.retransmits
+            changed = true
+        }
+        if sighting.txQueue > connection.maxTxQueue {
+            connection.maxTxQueue = sighting.txQueue
+            changed = true
+        }
+        if sighting.rxQueue > connection.maxRxQueue {
+            connection.maxRxQueue = sighting.rxQueue
+            changed = true
+        }
+        return changed
     }
 
     /// When a TIME_WAIT socket entered the state: the sample time less the part of the 60 s
