@@ -10,7 +10,9 @@ import ConnLog
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 guard let task = arguments.first else {
-    fail("usage: connlog-bench floor|sample|synthesize|parse|burst|generate|upgrade|questions|prune [name=value ...]; see scripts/bench")
+    fail(
+        "usage: connlog-bench floor|diag|sample|synthesize|parse|burst|generate|upgrade|questions|prune [name=value ...]; see scripts/bench"
+    )
 }
 let options: [String: String] = {
     var options: [String: String] = [:]
@@ -42,6 +44,17 @@ do {
             }
         }
         report("floor", [("median_ms", format(Spread(times).median)), ("spread_ms", "\(Spread(times))")])
+
+    case "diag":
+        // The sock_diag netlink dump of every TCP socket, both families: what a netlink source reads.
+        let diag = try SockDiag()
+        var sightings: [Sighting] = []
+        let times = try timings(runs: runs) {
+            sightings.removeAll(keepingCapacity: true)
+            try diag.dump(family: 4, into: &sightings)
+            try diag.dump(family: 6, into: &sightings)
+        }
+        report("diag", [("sockets", "\(sightings.count)"), ("median_ms", format(Spread(times).median)), ("spread_ms", "\(Spread(times))")])
 
     case "sample":
         // A sidecar's steady state: the same sockets sample after sample (read, parse, diff, commit).

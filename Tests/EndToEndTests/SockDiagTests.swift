@@ -1,0 +1,89 @@
+import ConnLog
+import Foundation
+import Testing
+
+/// The sock_diag netlink dump against the proc tables and `ss -tan`, on the same live loopback
+/// sockets: listeners, established pairs and a TIME_WAIT, IPv4 and IPv6.
+@Suite("The netlink socket dump")
+struct SockDiagTests {
+    /// One socket as both sources must agree on it; the TIME_WAIT timer's ticks move between
+    /// two reads, so only whether a timer runs is compared.
+    struct Seen: Hashable, CustomStringConvertible {
+        var sighting: Sighting
+        init(_ sighting: Sighting) {
+            var sighting = sighting
+            sighting.timerTicks = 0
+            self.sighting = sighting
+        }
+        var description: String {
+            let s = sighting
+            return
+                "\(s.key) \(s.state) rx \(s.rxQueue) tx \(s.txQueue) timer \(s.timer) retrans \(s.retransmits) uid \(s.uid) inode \(s.inode)"
+        }
+    }
+
+    @Test func theDumpAgreesWithTheProcTablesAndSS() throws {
+        let listener4 = try listenIPv4()
+        let listener6 = try listenIPv6()
+        var fds = [listener4.fd, listener6.fd]
+        defer { for fd in fds { close(fd) } }
+        for _ in 0..<3 {
+            fds.append(try connectIPv4(to: listener4.port))
+            fds.append(try acceptOne(listener4.fd))
+        }
+        for _ in 0..<2 {
+            fds.append(try connectIPv6(to: listener6.port))
+            fds.append(try acceptOne(listener6.fd))
+        }
+        // One pair closed by the client first: the client's end waits in TIME_WAIT.
+        let client = try connectIPv4(to: listener4.port)
+        let server = try acceptOne(listener4.fd)
+        let timeWaitPort = localPort(client)
+        close(client)
+        close(server)
+        let ports: Set<UInt16> = [listener4.port, listener6.port]
+        func ours(_ sightings: [Sighting]) -> Set<Seen> {
+            Set(sightings.filter { ports.contains($0.key.local.port) || ports.contains($0.key.remote.port) }.map(Seen.init))
+        }
+        let diag = try SockDiag()
+        // Both reads of a moment when nothing is in flight: retried, since loopback handshakes
+        // and the TIME_WAIT close finish asynchronously.
+        var proc: Set<Seen> = []
+        var dumped: Set<Seen> = []
+        let settled = waitUntil(seconds: 5) {
+            var sightings: [Sighting] = []
+            try? diag.dump(family: 4, into: &sightings)
+            try? diag.dump(family: 6, into: &sightings)
+            dumped = ours(sightings)
+            proc = ours((try? ProcSource(attributeProcesses: false).sample().sightings) ?? [])
+            return dumped == proc && dumped.contains { $0.sighting.state == .timeWait }
+        }
+        #expect(settled, "only netlink: \(dumped.subtracting(proc)); only proc: \(proc.subtracting(dumped))")
+        // The 2 listeners, the 10 ends of the 5 established pairs, and the TIME_WAIT.
+        #expect(dumped.count == 2 + 10 + 1, "\(dumped)")
+        #expect(dumped.filter { $0.sighting.key.family == 6 }.count == 1 + 4)
+        let timeWait = try #require(dumped.first { $0.sighting.state == .timeWait })
+        #expect(timeWait.sighting.key.local.port == timeWaitPort && timeWait.sighting.inode == 0 && timeWait.sighting.timer == 3)
+        #expect(dumped.filter { $0.sighting.state == .established }.allSatisfy { $0.sighting.inode != 0 })
+
+        // ss -tan lists the same endpoints in the same states.
+        let names: [String: TCPState] = ["ESTAB": .established, "LISTEN": .listen, "TIME-WAIT": .timeWait]
+        let ss = try run(["-tanH"], executable: URL(fileURLWithPath: "/usr/bin/ss"))
+        var listed: Set<String> = []
+        for line in ss.stdout.split(separator: "\n") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+            guard fields.count >= 5, let state = names[fields[0]] else { continue }
+            let local = fields[3]
+            let remote = fields[4]
+            guard ports.contains(where: { local.hasSuffix(":\($0)") || remote.hasSuffix(":\($0)") }) else { continue }
+            // ss writes a listener's peer as *; the dump has the unspecified address and port 0.
+            listed.insert("\(local) \(remote.hasSuffix(":*") ? "*" : remote) \(state)")
+        }
+        let fromDump = Set(
+            dumped.map { seen -> String in
+                let s = seen.sighting
+                return "\(s.key.local) \(s.state == .listen ? "*" : s.key.remote.description) \(s.state)"
+            })
+        #expect(fromDump == listed, "only netlink: \(fromDump.subtracting(listed)); only ss: \(listed.subtracting(fromDump))")
+    }
+}
