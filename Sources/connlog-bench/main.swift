@@ -51,8 +51,7 @@ do {
         var sightings: [Sighting] = []
         let times = try timings(runs: runs) {
             sightings.removeAll(keepingCapacity: true)
-            try diag.dump(family: 4, into: &sightings)
-            try diag.dump(family: 6, into: &sightings)
+            try diag.dump(into: &sightings)
         }
         report("diag", [("sockets", "\(sightings.count)"), ("median_ms", format(Spread(times).median)), ("spread_ms", "\(Spread(times))")])
 

@@ -156,7 +156,7 @@ struct RollupTests {
                         try store.database.scalarInt(
                             "SELECT count(*) FROM connections WHERE end_reason = ?", [.integer(Int64(reason.rawValue))]) ?? 0)
                 }
-                try Self.expectTotalsMatchRebuild(store, sample: sample)
+                try Self.expectTotalsMatchRebuild(store, after: "sample \(sample)")
                 try Self.expectShortcutsMatchDefinitions(store, first: history.first, last: history.at, random: &history.random)
             }
         }
@@ -180,7 +180,7 @@ struct RollupTests {
             let id = remaining.remove(at: Int.random(in: 0..<remaining.count, using: &history.random))
             try store.database.execute("DELETE FROM events WHERE id = \(id)")
             deleted += 1
-            if deleted % 25 == 0 { try Self.expectTotalsMatchRebuild(store, sample: -deleted) }
+            if deleted % 25 == 0 { try Self.expectTotalsMatchRebuild(store, after: "\(deleted) deletions") }
         }
     }
 
@@ -224,12 +224,12 @@ struct RollupTests {
                 == store.database.scalarInt("SELECT count(*) FROM connections"))
         try Self.expectShortcutsMatchDefinitions(store, first: history.first, last: history.at, random: &history.random)
         for _ in 0..<40 { try history.recordSample(into: store) }
-        try Self.expectTotalsMatchRebuild(store, sample: 100)
+        try Self.expectTotalsMatchRebuild(store, after: "sample 100")
         try Self.expectShortcutsMatchDefinitions(store, first: history.first, last: history.at, random: &history.random)
     }
 
     /// The totals equal what their migration's rebuild computes from the raw rows.
-    static func expectTotalsMatchRebuild(_ store: Store, sample: Int) throws {
+    static func expectTotalsMatchRebuild(_ store: Store, after moment: String) throws {
         for table in ["peer_totals", "churn_minutes", "stay_lengths"] {
             let migration = try #require(Migration.all.first { $0.sql.contains("INSERT INTO \(table)\n") })
             let rebuild = try #require(
@@ -247,7 +247,7 @@ struct RollupTests {
                 kept.removeAll { $0.hasSuffix(" 0 0 0 0") }
                 rebuilt.removeAll { $0.hasSuffix(" 0 0 0 0") }
             }
-            #expect(kept == rebuilt, "\(table) after sample \(sample)")
+            #expect(kept == rebuilt, "\(table) after \(moment)")
         }
         // The buckets sum their lengths, and a length or bucket whose last stay went is gone.
         #expect(
@@ -256,7 +256,7 @@ struct RollupTests {
                     of: """
                         SELECT state, bucket, sum(stays), sum(stays * milliseconds) FROM stay_lengths
                         GROUP BY state, bucket HAVING sum(stays) > 0 ORDER BY 1, 2
-                        """, in: store), "stay_length_buckets after sample \(sample)")
+                        """, in: store), "stay_length_buckets after \(moment)")
         #expect(try store.database.scalarInt("SELECT count(*) FROM stay_lengths WHERE stays <= 0") == 0)
         // A clock that stepped back begins a run: no stay spans it, so none is negative.
         #expect(try store.database.scalarInt("SELECT count(*) FROM stay_lengths WHERE milliseconds < 0") == 0)

@@ -52,8 +52,7 @@ struct SockDiagTests {
         var dumped: Set<Seen> = []
         let settled = waitUntil(seconds: 5) {
             var sightings: [Sighting] = []
-            try? diag.dump(family: 4, into: &sightings)
-            try? diag.dump(family: 6, into: &sightings)
+            try? diag.dump(into: &sightings)
             dumped = ours(sightings)
             proc = ours((try? ProcSource(attributeProcesses: false).sample().sightings) ?? [])
             return dumped == proc && dumped.contains { $0.sighting.state == .timeWait }

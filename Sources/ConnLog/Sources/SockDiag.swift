@@ -30,22 +30,30 @@ public final class SockDiag {
     public init() throws(ConnLogError) {
         let fd = socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), Self.netlinkSockDiag)
         guard fd >= 0 else {
-            throw ConnLogError("cannot open a NETLINK_SOCK_DIAG socket: \(FileReading.errorText(errno)); use --source proc")
+            throw ConnLogError(
+                "cannot open a NETLINK_SOCK_DIAG socket: \(FileReading.errorText(errno)); this kernel or container offers no socket diagnostics, so read the proc tables instead"
+            )
         }
         self.fd = fd
     }
 
     deinit { close(fd) }
 
-    /// Appends every TCP socket of `family` (4 or 6) to `sightings`.
-    public func dump(family: UInt8, into sightings: inout [Sighting]) throws(ConnLogError) {
+    /// Appends every TCP socket, IPv4 then IPv6, to `sightings`.
+    public func dump(into sightings: inout [Sighting]) throws(ConnLogError) {
+        try dump(family: UInt8(AF_INET), into: &sightings)
+        try dump(family: UInt8(AF_INET6), into: &sightings)
+    }
+
+    /// Appends every TCP socket of one address family (`AF_INET` or `AF_INET6`) to `sightings`.
+    private func dump(family: UInt8, into sightings: inout [Sighting]) throws(ConnLogError) {
         sequence &+= 1
         var message = [UInt8](repeating: 0, count: Self.headerSize + Self.requestSize)
         Self.put(UInt32(message.count), at: 0, in: &message)
         Self.put(Self.sockDiagByFamily, at: 4, in: &message)
         Self.put(Self.request | Self.dump, at: 6, in: &message)
         Self.put(sequence, at: 8, in: &message)
-        message[16] = family == 4 ? UInt8(AF_INET) : UInt8(AF_INET6)
+        message[16] = family
         message[17] = UInt8(IPPROTO_TCP)
         Self.put(Self.allStates, at: 20, in: &message)
         let sent = message.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
@@ -63,7 +71,7 @@ public final class SockDiag {
                 let length = Int(Self.get32(buffer, at: offset))
                 let type = Self.get16(buffer, at: offset + 4)
                 guard length >= Self.headerSize, offset + length <= received else {
-                    throw ConnLogError("the kernel's netlink answer is cut short (\(received) bytes); use --source proc")
+                    throw ConnLogError("the kernel's netlink answer is cut short (\(received) bytes); read the proc tables instead")
                 }
                 if Self.get32(buffer, at: offset + 8) == sequence {
                     switch type {
@@ -71,7 +79,8 @@ public final class SockDiag {
                         return
                     case Self.error:
                         let code = Int32(bitPattern: Self.get32(buffer, at: offset + Self.headerSize))
-                        throw ConnLogError("the kernel refused the netlink socket dump: \(FileReading.errorText(-code)); use --source proc")
+                        throw ConnLogError(
+                            "the kernel refused the netlink socket dump: \(FileReading.errorText(-code)); read the proc tables instead")
                     case Self.sockDiagByFamily where length >= Self.headerSize + Self.messageSize:
                         sightings.append(Self.sighting(buffer, at: offset + Self.headerSize))
                     default:

@@ -221,8 +221,8 @@ extension Store {
         }
 
         // OR FAIL on the statements that run once per connection or event: an error fails the
-        // sample, whose transaction is rolled back whole anyway, and SQLite need not journal each
-        // statement (where triggers write the running totals) to undo it alone.
+        // sample, whose transaction is rolled back whole anyway, so SQLite need not journal each
+        // statement to undo it alone (as it would for one with triggers, such as the close).
         let insertConnection = try database.cached(
             """
             INSERT OR FAIL INTO connections (id, namespace_id, family, local_address, local_port, remote_address, remote_port,

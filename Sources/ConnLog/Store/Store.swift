@@ -69,9 +69,10 @@ public final class Store {
         do {
             try database.enableWriteAheadLog()
             try database.migrate()
-            // Each statement whose triggers write (every close, every open or close event) keeps a
-            // statement journal; in a file that costs a burst of 100k closes millions of writes.
-            // After the migrations, whose index builds may sort more than memory should hold.
+            // Statement journals (a statement with triggers, such as retention's deletes and a close
+            // taken back) and the sorts of the grouped totals stay in memory: in files they cost a
+            // large sample or pruning pass many writes. After the migrations, whose index builds may
+            // sort more than memory should hold.
             try database.execute("PRAGMA temp_store = MEMORY")
         } catch let error as SQLiteError {
             throw Self.explain(error, path: path)
