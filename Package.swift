@@ -17,6 +17,8 @@ let package = Package(
             pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]
         ),
+        // The kernel's netlink and sock_diag structures (linux/*.h), for the netlink source.
+        .systemLibrary(name: "CNetlink"),
         // Compiles Migrations/*.sql into the library, so the binary needs no files at run time.
         .executableTarget(name: "connlog-embed-migrations"),
         .plugin(
@@ -26,7 +28,7 @@ let package = Package(
         ),
         .target(
             name: "ConnLog",
-            dependencies: ["CSQLite"],
+            dependencies: ["CSQLite", "CNetlink"],
             plugins: ["EmbedMigrations"]
         ),
         .executableTarget(

@@ -7,12 +7,15 @@ import Testing
 @Suite("The netlink socket dump")
 struct SockDiagTests {
     /// One socket as both sources must agree on it; the TIME_WAIT timer's ticks move between
-    /// two reads, so only whether a timer runs is compared.
+    /// two reads, so only whether a timer runs is compared, and the cookie and traffic are the
+    /// dump's own.
     struct Seen: Hashable, CustomStringConvertible {
         var sighting: Sighting
         init(_ sighting: Sighting) {
             var sighting = sighting
             sighting.timerTicks = 0
+            sighting.cookie = 0
+            sighting.traffic = nil
             self.sighting = sighting
         }
         var description: String {
@@ -84,5 +87,45 @@ struct SockDiagTests {
                 return "\(s.key.local) \(s.state == .listen ? "*" : s.key.remote.description) \(s.state)"
             })
         #expect(fromDump == listed, "only netlink: \(fromDump.subtracting(listed)); only ss: \(listed.subtracting(fromDump))")
+    }
+
+    /// Each socket's cookie, and its traffic as tcp_info counts it: the client's acknowledged
+    /// bytes include its SYN, the server's received bytes are what was sent.
+    @Test func theDumpCarriesCookiesAndTraffic() throws {
+        let listener = try listenIPv4()
+        let client = try connectIPv4(to: listener.port)
+        let server = try acceptOne(listener.fd)
+        defer { for fd in [listener.fd, client, server] { close(fd) } }
+        let payload = [UInt8](repeating: 7, count: 5000)
+        #expect(payload.withUnsafeBytes { send(client, $0.baseAddress, $0.count, 0) } == 5000)
+        var received = 0
+        var buffer = [UInt8](repeating: 0, count: 8192)
+        while received < 5000 {
+            let count = buffer.withUnsafeMutableBytes { recv(server, $0.baseAddress, $0.count, 0) }
+            guard count > 0 else { break }
+            received += count
+        }
+        #expect(received == 5000)
+        let clientKey = localPort(client)
+        let diag = try SockDiag()
+        var ends: [Sighting] = []
+        // The client's count moves when the server's acknowledgement arrives.
+        let counted = waitUntil(seconds: 5) {
+            var sightings: [Sighting] = []
+            try? diag.dump(into: &sightings)
+            ends = sightings.filter { $0.state == .established && ($0.key.local.port == clientKey || $0.key.remote.port == clientKey) }
+            return ends.first { $0.key.local.port == clientKey }?.traffic?.bytesAcked == 5001
+        }
+        #expect(counted, "\(ends)")
+        let clientEnd = try #require(ends.first { $0.key.local.port == clientKey })
+        let serverEnd = try #require(ends.first { $0.key.remote.port == clientKey })
+        #expect(serverEnd.traffic?.bytesReceived == 5000)
+        #expect(clientEnd.traffic?.bytesReceived == 0)
+        #expect((clientEnd.traffic?.segmentsOut ?? 0) >= 2 && (serverEnd.traffic?.segmentsIn ?? 0) >= 2)
+        #expect(clientEnd.cookie != 0 && serverEnd.cookie != 0 && clientEnd.cookie != serverEnd.cookie)
+        // A second dump gives each socket the same cookie.
+        var again: [Sighting] = []
+        try diag.dump(into: &again)
+        #expect(again.contains { $0.key == clientEnd.key && $0.cookie == clientEnd.cookie })
     }
 }

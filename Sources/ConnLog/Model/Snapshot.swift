@@ -40,10 +40,16 @@ public struct Sighting: Hashable, Sendable {
     public var uid: UInt32
     /// 0 for TIME_WAIT and request sockets.
     public var inode: UInt64
+    /// The kernel's socket cookie, which a TIME_WAIT socket keeps from the socket it replaced;
+    /// 0 where the source has none (the proc tables).
+    public var cookie: UInt64
+    /// What the socket carried so far, where the source has it (netlink, for full sockets).
+    public var traffic: Traffic?
 
     public init(
         key: SocketKey, state: TCPState, txQueue: UInt32 = 0, rxQueue: UInt32 = 0, timer: UInt8 = 0,
-        timerTicks: UInt32 = 0, retransmits: UInt32 = 0, uid: UInt32 = 0, inode: UInt64 = 0
+        timerTicks: UInt32 = 0, retransmits: UInt32 = 0, uid: UInt32 = 0, inode: UInt64 = 0, cookie: UInt64 = 0,
+        traffic: Traffic? = nil
     ) {
         self.key = key
         self.state = state
@@ -54,6 +60,60 @@ public struct Sighting: Hashable, Sendable {
         self.retransmits = retransmits
         self.uid = uid
         self.inode = inode
+        self.cookie = cookie
+        self.traffic = traffic
+    }
+}
+
+/// A connection's traffic so far, from the kernel's `struct tcp_info` (what `ss -ti` prints).
+public struct Traffic: Hashable, Sendable {
+    /// `tcpi_bytes_acked`: sequence space the peer acknowledged, SYN and FIN included.
+    public var bytesAcked: UInt64
+    /// `tcpi_bytes_received`: sequence space received, FIN included.
+    public var bytesReceived: UInt64
+    /// `tcpi_segs_out` and `tcpi_segs_in`: segments sent and received, retransmissions included.
+    public var segmentsOut: UInt32
+    public var segmentsIn: UInt32
+    /// `tcpi_total_retrans`: segments retransmitted over the connection's life.
+    public var retransmittedSegments: UInt32
+    /// `tcpi_rtt`: the smoothed round-trip time, in microseconds.
+    public var rttMicroseconds: UInt32
+
+    public init(
+        bytesAcked: UInt64 = 0, bytesReceived: UInt64 = 0, segmentsOut: UInt32 = 0, segmentsIn: UInt32 = 0,
+        retransmittedSegments: UInt32 = 0, rttMicroseconds: UInt32 = 0
+    ) {
+        self.bytesAcked = bytesAcked
+        self.bytesReceived = bytesReceived
+        self.segmentsOut = segmentsOut
+        self.segmentsIn = segmentsIn
+        self.retransmittedSegments = retransmittedSegments
+        self.rttMicroseconds = rttMicroseconds
+    }
+}
+
+/// A TCP socket the kernel freed, as its sock_diag destroy notification told it.
+///
+/// The kernel frees a socket when it is closed and done with (a graceful close going into
+/// TIME_WAIT frees the full socket then, and leaves a TIME_WAIT socket with the same cookie), so
+/// each socket is told once, however briefly it lived. The notification names the socket and
+/// carries its final traffic; its state is always CLOSE and its inode and uid are 0.
+public struct DestroyNotice: Hashable, Sendable {
+    /// When connlog received it, in milliseconds since the epoch.
+    public var at: Int64
+    public var key: SocketKey
+    public var cookie: UInt64
+    public var traffic: Traffic?
+    /// Whether its handshake completed (tcp_info counts a delivered segment): false for a connect
+    /// abandoned in SYN_SENT.
+    public var established: Bool
+
+    public init(at: Int64, key: SocketKey, cookie: UInt64, traffic: Traffic?, established: Bool) {
+        self.at = at
+        self.key = key
+        self.cookie = cookie
+        self.traffic = traffic
+        self.established = established
     }
 }
 
@@ -90,6 +150,14 @@ public struct Snapshot: Sendable {
     public var problems: [String] = []
     /// Time spent reading and parsing, in microseconds.
     public var readMicroseconds: Int64
+    /// Where the sockets were read: `proc` (the tables) or `netlink` (sock_diag).
+    public var source: String = "proc"
+    /// The sockets the kernel freed since the previous sample, in the order they were told;
+    /// nil when nothing listened for them (the proc source, or `collect --once`).
+    public var destroyed: [DestroyNotice]?
+    /// How often the kernel dropped destroy notifications since the previous sample because
+    /// connlog's receive buffer was full (ENOBUFS): the sockets they told of are not dated.
+    public var destroysLost: Int = 0
 
     public init(
         at: Int64, namespace: UInt64, bootID: String, sightings: [Sighting], counters: [String: Int64] = [:],
