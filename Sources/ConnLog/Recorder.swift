@@ -2,6 +2,16 @@
     import Glibc
 #endif
 
+/// Where the collector reads the socket list (`--source`).
+public enum SocketSourceChoice: String, Sendable, CaseIterable {
+    /// Netlink where the kernel allows it and the proc root is connlog's own namespace, else the tables.
+    case auto
+    /// The sock_diag netlink interface, with destroy notifications in the sampling loop.
+    case netlink
+    /// The proc tables (`net/tcp` and `net/tcp6`).
+    case proc
+}
+
 /// The collector: sample -> diff -> one transaction, once or on a steady cadence.
 ///
 /// Holds the database's collector lock for its lifetime, so two recorders never both write
@@ -16,12 +26,22 @@ public final class Recorder {
         public var interval: Int64 = 1000
         /// Delete history older than this many milliseconds (`--retain`); nil keeps everything.
         public var retain: Int64?
+        /// Where the socket list is read.
+        public var source: SocketSourceChoice = .auto
+        /// Bytes of destroy notifications the kernel may queue for the loop (`--destroy-buffer`).
+        public var destroyBuffer: Int = Self.defaultDestroyBuffer
+        public static let defaultDestroyBuffer = 4 << 20
 
-        public init(procRoot: String = "/proc", attributeProcesses: Bool = true, interval: Int64 = 1000, retain: Int64? = nil) {
+        public init(
+            procRoot: String = "/proc", attributeProcesses: Bool = true, interval: Int64 = 1000, retain: Int64? = nil,
+            source: SocketSourceChoice = .auto, destroyBuffer: Int = Self.defaultDestroyBuffer
+        ) {
             self.procRoot = procRoot
             self.attributeProcesses = attributeProcesses
             self.interval = interval
             self.retain = retain
+            self.source = source
+            self.destroyBuffer = destroyBuffer
         }
     }
 
@@ -36,6 +56,12 @@ public final class Recorder {
         /// What could not be read but did not stop the sample, one sentence each.
         public var problems: [String]
         public var windowStart: WindowStart?
+        /// Where the sockets were read: `proc` or `netlink`.
+        public var source: String
+        /// Destroy notifications taken into the sample, and how often some were dropped; nil
+        /// when nothing listened.
+        public var destroys: Int?
+        public var destroysLost: Int?
         /// Reading and parsing the tables, in microseconds.
         public var readMicroseconds: Int64
         /// The whole sample: read, attribute, diff and commit, in microseconds.
@@ -54,11 +80,31 @@ public final class Recorder {
     /// milliseconds: a sample late by that much is not a gap. 0 outside a loop.
     private var busyMilliseconds: Int64 = 0
 
+    /// Why `--source auto` reads the proc tables, when it does.
+    public private(set) var sourceNotice: String?
+    /// Where the sockets are read now: `netlink` or `proc`.
+    public var socketSource: String { source.netlink == nil ? "proc" : "netlink" }
+
     /// Checks the proc filesystem, takes the database's collector lock, then opens (creating or
-    /// upgrading) the database; nothing is created when the proc filesystem cannot be read.
+    /// upgrading) the database; nothing is created when the proc filesystem cannot be read, or
+    /// when `--source netlink` cannot be had.
     public init(databasePath: String, options: Options) throws {
         source = ProcSource(root: options.procRoot, attributeProcesses: options.attributeProcesses)
         try source.checkReadable()
+        if options.source != .proc {
+            do {
+                try source.checkOwnNamespace()
+                let netlink = try SockDiag()
+                // One dump proves the kernel answers, so `auto` decides here rather than mid-run.
+                var probe: [Sighting] = []
+                try netlink.dump(into: &probe)
+                source.netlink = netlink
+                source.fallsBackToTables = options.source == .auto
+            } catch {
+                if options.source == .netlink { throw error }
+                sourceNotice = "reading the proc tables: \(error.message)"
+            }
+        }
         try Store.checkWritable(databasePath)
         lock = try CollectorLock(databasePath: databasePath)
         store = try Store(path: databasePath, access: .write)
@@ -97,7 +143,7 @@ public final class Recorder {
                 diff,
                 context: Store.SampleContext(
                     namespace: snapshot.namespace, bootID: snapshot.bootID, windowID: windowID, interval: options.interval,
-                    malformedLines: snapshot.malformedLines, readMicroseconds: snapshot.readMicroseconds,
+                    source: snapshot.source, malformedLines: snapshot.malformedLines, readMicroseconds: snapshot.readMicroseconds,
                     attributed: snapshot.attributed))
         } catch {
             // The database is the truth: start again from what it holds.
@@ -108,7 +154,7 @@ public final class Recorder {
         return SampleSummary(
             at: snapshot.at, sockets: diff.sockets, events: diff.events.count, opened: diff.opened.count,
             closed: diff.closed.count, malformedLines: snapshot.malformedLines, problems: snapshot.problems,
-            windowStart: diff.windowStart,
+            windowStart: diff.windowStart, source: snapshot.source, destroys: diff.destroys, destroysLost: diff.destroysLost,
             readMicroseconds: snapshot.readMicroseconds, totalMicroseconds: total)
     }
 
@@ -182,6 +228,24 @@ public final class Recorder {
         var warnings = RateLimitedLog(log)
         var tick: Int64 = 0
         defer { busyMilliseconds = 0 }
+        // Destroy notifications are heard between samples, on their own thread (which inherits the
+        // blocked signals). Without them the netlink source still dumps; closes are then dated
+        // by the samples alone.
+        var listener: DestroyListener?
+        if source.netlink != nil {
+            do {
+                let opened = try DestroyListener(receiveBuffer: options.destroyBuffer)
+                try opened.start()
+                listener = opened
+                source.destroyListener = opened
+            } catch {
+                warnings.report("\(error)")
+            }
+        }
+        defer {
+            listener?.stop()
+            source.destroyListener = nil
+        }
         let run = try? store.collectorStarted(
             mode: "loop", interval: options.interval, procRoot: options.procRoot, at: TimeText.nowMilliseconds())
         defer { if let run { try? store.collectorStopped(run, at: TimeText.nowMilliseconds()) } }

@@ -15,11 +15,20 @@ struct CollectCommand: ParsableCommand {
             Only one collector records into a database at a time; a second one exits with \
             status 1.
 
+            --source picks where the socket list is read. netlink asks the kernel over \
+            sock_diag (what ss uses): faster than the tables, with each connection's bytes, \
+            segments and RTT, and in the sampling loop the kernel tells connlog of every socket \
+            it frees, so connections that live and die between two samples are recorded too. \
+            It reads only connlog's own network namespace. proc reads <proc-root>/net/tcp and \
+            tcp6. auto (the default) uses netlink when the kernel answers and --proc-root shows \
+            connlog's own namespace, else proc.
+
             Examples:
               connlog collect --once                       # from cron, every minute
               connlog collect --interval 1s                # sidecar, until stopped
               connlog collect --interval 200ms --duration 1m --db /tmp/incident.db
               connlog collect --proc-root /host/proc --retain 30d
+              connlog collect --source proc --interval 5s
             """
     )
 
@@ -45,6 +54,15 @@ struct CollectCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Delete history older than this, e.g. 30d.", valueName: "duration"))
     var retain: DurationArgument?
 
+    @Option(help: ArgumentHelp("Where to read the sockets: auto, netlink or proc.", valueName: "source"))
+    var source: SocketSourceChoice = .auto
+
+    @Option(
+        help: ArgumentHelp(
+            "Room for the kernel's socket destroy notifications between reads, e.g. 4m (netlink; more than net.core.rmem_max needs CAP_NET_ADMIN).",
+            valueName: "bytes"))
+    var destroyBuffer: ByteCountArgument?
+
     @Flag(help: "Do not find which process owns each socket.")
     var noProcesses = false
 
@@ -58,6 +76,9 @@ struct CollectCommand: ParsableCommand {
         } else if every != nil {
             throw ValidationError("--every applies to --once; the sampling loop uses --interval")
         }
+        if destroyBuffer != nil && (once || source == .proc) {
+            throw ValidationError("--destroy-buffer applies to the sampling loop with the netlink source")
+        }
         if let interval, interval.milliseconds < 10 {
             throw ValidationError("--interval must be at least 10ms")
         }
@@ -68,7 +89,9 @@ struct CollectCommand: ParsableCommand {
         let recorder = try Recorder(
             databasePath: database.path,
             options: Recorder.Options(
-                procRoot: procRoot, attributeProcesses: !noProcesses, interval: spacing, retain: retain?.milliseconds))
+                procRoot: procRoot, attributeProcesses: !noProcesses, interval: spacing, retain: retain?.milliseconds,
+                source: source, destroyBuffer: destroyBuffer?.bytes ?? Recorder.Options.defaultDestroyBuffer))
+        if let notice = recorder.sourceNotice, source == .auto && verbose { warn(notice) }
         if once {
             let summary = try recorder.recordSample()
             if verbose { warn(describe(summary)) }
@@ -78,7 +101,9 @@ struct CollectCommand: ParsableCommand {
             return
         }
         if verbose {
-            warn("collecting into \(database.path) every \(TimeText.duration(spacing)); stop with Ctrl-C or SIGTERM")
+            warn(
+                "collecting into \(database.path) every \(TimeText.duration(spacing)) from \(recorder.socketSource); stop with Ctrl-C or SIGTERM"
+            )
         }
         let outcome = recorder.run(duration: duration?.milliseconds, log: { warn($0) }) { summary in
             if verbose { warn(describe(summary)) }
@@ -102,7 +127,30 @@ struct CollectCommand: ParsableCommand {
         var text =
             "\(TimeText.iso8601(summary.at)): \(summary.sockets) sockets, \(summary.opened) opened, \(summary.closed) closed, "
             + "\(summary.events) events in \(milliseconds(summary.totalMicroseconds)) (read \(milliseconds(summary.readMicroseconds)))"
+        if let destroys = summary.destroys { text += ", \(destroys) destroy notices" }
+        if let lost = summary.destroysLost, lost > 0 { text += " (\(lost) drops)" }
         if let start = summary.windowStart { text += " (new window: \(start.rawValue))" }
         return text
+    }
+}
+
+extension SocketSourceChoice: ExpressibleByArgument {}
+
+/// A size in bytes: `65536`, `256k`, `4m`.
+struct ByteCountArgument: ExpressibleByArgument {
+    var bytes: Int
+
+    init?(argument: String) {
+        let text = argument.lowercased()
+        let multiplier: Int
+        switch text.last {
+        case "k": multiplier = 1 << 10
+        case "m": multiplier = 1 << 20
+        case "g": multiplier = 1 << 30
+        default: multiplier = 1
+        }
+        guard let number = Int(multiplier == 1 ? text : String(text.dropLast())), number > 0, number <= (1 << 31) / multiplier
+        else { return nil }
+        bytes = number * multiplier
     }
 }

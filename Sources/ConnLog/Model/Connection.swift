@@ -78,11 +78,24 @@ public struct TrackedConnection: Hashable, Sendable {
     public var maxTxQueue: UInt32
     public var maxRxQueue: UInt32
     public var owner: ProcessOwner?
+    /// The kernel's socket cookie (netlink), or 0.
+    public var cookie: UInt64 = 0
+    /// Its traffic at the last sighting, or the final figures once the kernel freed the socket.
+    public var traffic: Traffic?
+    /// When the stored row last got `traffic` (the sample's time): an open connection's figures
+    /// are written at most once a minute, besides with every other change and at its close.
+    public var trafficWrittenAt: Int64 = 0
+    /// When the kernel's destroy notification for it arrived (netlink with destroy events).
+    public var destroyedAt: Int64?
+    /// Known from its destroy notification alone: it opened and closed between two samples, and
+    /// its state is inferred (ESTABLISHED, or SYN_SENT when its handshake never completed).
+    public var betweenSamples = false
 
     public init(
         id: Int64, key: SocketKey, state: TCPState, statesSeen: TCPStateSet, inode: UInt64, uid: UInt32,
         direction: Direction, preexisting: Bool, firstSeen: Int64, timeWaitAt: Int64? = nil,
-        maxRetransmits: UInt32 = 0, maxTxQueue: UInt32 = 0, maxRxQueue: UInt32 = 0, owner: ProcessOwner? = nil
+        maxRetransmits: UInt32 = 0, maxTxQueue: UInt32 = 0, maxRxQueue: UInt32 = 0, owner: ProcessOwner? = nil,
+        cookie: UInt64 = 0, traffic: Traffic? = nil
     ) {
         self.id = id
         self.key = key
@@ -98,6 +111,8 @@ public struct TrackedConnection: Hashable, Sendable {
         self.maxTxQueue = maxTxQueue
         self.maxRxQueue = maxRxQueue
         self.owner = owner
+        self.cookie = cookie
+        self.traffic = traffic
     }
 }
 

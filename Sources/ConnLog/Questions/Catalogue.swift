@@ -83,12 +83,13 @@ extension Question {
         caveats: [
             "a stay counts from the sample that first saw the state to the one that saw it left, so each end is as precise as the sampling interval",
             "stays cut by the start or end of observation (a gap, a reboot, or still going) are left out",
+            "a connection that lived and died between two samples (known from its netlink destroy notification) stayed in no state a sample saw",
             "a stay belongs to the time asked about when it began there",
         ],
         sql: """
             WITH ev AS (
                 SELECT e.connection_id, e.kind, e.to_state, s.at, s.id AS sample_id, s.run,
-                       LEAD(s.at) OVER next AS left_at, LEAD(s.run) OVER next AS left_run
+                       LEAD(s.at) OVER next AS left_at, LEAD(s.run) OVER next AS left_run, LEAD(s.id) OVER next AS left_sample
                 FROM events e JOIN samples s ON s.id = e.sample_id
                 -- A stay that began in the window has its entry event there: only those connections matter.
                 WHERE e.connection_id IN (SELECT w.connection_id FROM events w WHERE \(Fragment.eventIDRange(alias: "w")))
@@ -97,7 +98,7 @@ extension Question {
             stays AS (
                 SELECT ev.to_state AS state, ev.left_at - ev.at AS milliseconds
                 FROM ev JOIN connections c ON c.id = ev.connection_id JOIN addresses ra ON ra.id = c.remote_address
-                WHERE ev.kind IN (1, 2) AND ev.left_run = ev.run AND ev.sample_id <> ev.run
+                WHERE ev.kind IN (1, 2) AND ev.left_run = ev.run AND ev.sample_id <> ev.run AND ev.left_sample <> ev.sample_id
                   AND ev.at BETWEEN :since AND :until AND (:state IS NULL OR ev.to_state = :state)
                   AND \(Fragment.peerFilter) AND \(Fragment.portFilter)
             ),

@@ -2,12 +2,17 @@
     import Glibc
 #endif
 
-/// Takes samples of one network namespace from a proc filesystem.
+/// Takes samples of one network namespace from a proc filesystem, and optionally its sockets
+/// from netlink.
 ///
 /// Reads `<root>/net/tcp`, `<root>/net/tcp6`, `<root>/net/snmp`, `<root>/net/netstat`, the boot id
 /// and the namespace id, and (unless disabled) attributes sockets to processes. `root` is `/proc`,
 /// a copy of it (`/host/proc` in a container, or test fixtures), or `/proc/<pid>` to sample that
 /// process's network namespace. Buffers and the process cache are reused from sample to sample.
+///
+/// With ``netlink`` set, the socket list comes from a sock_diag dump instead of the tables (the
+/// counters, boot id and namespace still come from `root`), and with ``destroyListener`` set
+/// too, each sample carries the sockets the kernel freed since the previous one.
 public final class ProcSource {
     /// The directory everything is read under.
     public let root: String
@@ -15,6 +20,13 @@ public final class ProcSource {
     /// when `root` is `/proc/<pid>`.
     public let systemRoot: String
     private let owners: ProcessOwners?
+    /// Reads the sockets over netlink instead of the tables: only for the caller's own namespace.
+    public var netlink: SockDiag?
+    /// Whether a failed netlink dump falls back to the tables for this sample and every later one
+    /// (`--source auto`), rather than failing the sample.
+    public var fallsBackToTables = false
+    /// Hears the sockets the kernel frees between samples (with ``netlink``).
+    public var destroyListener: DestroyListener?
     private var buffer: [UInt8] = []
     private var sightings: [Sighting] = []
 
@@ -70,11 +82,28 @@ public final class ProcSource {
         let started = FileReading.monotonicNanoseconds()
         let at = TimeText.nowMilliseconds()
         sightings.removeAll(keepingCapacity: true)
-        var malformed = try readTable("\(root)/net/tcp", family: 4, required: true)
-        malformed += try readTable("\(root)/net/tcp6", family: 6, required: false)
+        var problems: [String] = []
+        // Taken before the dump: a socket whose notice is taken is gone from the dump, or is the
+        // TIME_WAIT socket that replaced it.
+        let heard = netlink == nil ? nil : destroyListener?.take()
+        var malformed = 0
+        if let netlink {
+            do {
+                try netlink.dump(into: &sightings)
+            } catch  where fallsBackToTables {
+                self.netlink = nil
+                destroyListener?.stop()
+                destroyListener = nil
+                sightings.removeAll(keepingCapacity: true)
+                problems.append("\(error.message); reading the proc tables from now on")
+            }
+        }
+        if netlink == nil {
+            malformed = try readTable("\(root)/net/tcp", family: 4, required: true)
+            malformed += try readTable("\(root)/net/tcp6", family: 6, required: false)
+        }
         let readTime = (FileReading.monotonicNanoseconds() - started) / 1000
 
-        var problems: [String] = []
         if malformed > 0 { problems.append("skipped \(malformed) malformed lines in \(root)/net/tcp and tcp6") }
         var counters: [String: Int64] = [:]
         if let snmp = text("\(root)/net/snmp") {
@@ -98,6 +127,19 @@ public final class ProcSource {
             counters: counters, malformedLines: malformed, owners: attributed, attributed: owners != nil,
             readMicroseconds: readTime)
         snapshot.problems = problems
+        if netlink != nil {
+            snapshot.source = "netlink"
+            if let heard {
+                snapshot.destroyed = heard.notices
+                snapshot.destroysLost = heard.lost
+                if heard.lost > 0 {
+                    problems.append(
+                        "the kernel dropped socket destroy notifications \(heard.lost) times (its buffer for connlog was full): some closes are dated by the samples alone, and some short-lived connections were missed; raise --destroy-buffer"
+                    )
+                    snapshot.problems = problems
+                }
+            }
+        }
         return snapshot
     }
 
@@ -128,6 +170,17 @@ public final class ProcSource {
         let trimmed = String(text.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
         guard !trimmed.isEmpty else { throw ConnLogError("\(path) is empty; point --proc-root at a proc filesystem") }
         return trimmed
+    }
+
+    /// Checks that `root` shows the caller's own network namespace, the only one netlink reads.
+    public func checkOwnNamespace() throws(ConnLogError) {
+        let own = FileReading.link("/proc/self/ns/net")
+        let sampled = try namespaceID()
+        guard let own, own == "net:[\(sampled)]" else {
+            throw ConnLogError(
+                "netlink reads only connlog's own network namespace (\(own ?? "unknown")), but \(root) shows net:[\(sampled)]; use --source proc to read its tables"
+            )
+        }
     }
 
     /// The network namespace's inode, from the `net:[N]` link at `self/ns/net` (or `ns/net` under `/proc/<pid>`).

@@ -22,7 +22,7 @@ extension Store {
         let window = try database.cached(
             """
             SELECT w.id, b.boot_id, (SELECT max(id) FROM samples WHERE window_id = w.id), w.interval_ms,
-                   (SELECT min(id) FROM samples WHERE window_id = w.id), w.start_reason
+                   (SELECT min(id) FROM samples WHERE window_id = w.id), w.start_reason, w.source
             FROM windows w JOIN boots b ON b.id = w.boot_id
             WHERE w.namespace_id = ? ORDER BY w.id DESC LIMIT 1
             """)
@@ -37,6 +37,7 @@ extension Store {
         let firstSample = window.int64(4)
         // The closes of a reboot's first sample belong to the old boot: nothing may come back from them.
         let afterReboot = firstSample == lastSample && window.text(5) == WindowStart.reboot.rawValue
+        let source = window.text(6)
         var lastAt: Int64 = 0
         var lastResets: Int64?
         var attributed = false
@@ -74,11 +75,11 @@ extension Store {
             }
         }
 
-        return Position(
-            tracker: Tracker.State(
-                openConnections: open, justClosed: justClosed, last: (lastAt, bootID, counters, interval), nextID: nextID,
-                lastResets: lastResets, lastCandidates: candidates),
-            windowID: windowID, lastSampleAttributed: attributed)
+        var tracker = Tracker.State(
+            openConnections: open, justClosed: justClosed, last: (lastAt, bootID, counters, interval), nextID: nextID,
+            lastResets: lastResets, lastCandidates: candidates)
+        tracker.lastSource = source
+        return Position(tracker: tracker, windowID: windowID, lastSampleAttributed: attributed)
     }
 
     private func loadConnections(
@@ -97,11 +98,14 @@ extension Store {
             """
             SELECT c.id, la.bytes, c.local_port, ra.bytes, c.remote_port, c.state, c.states_seen, c.inode, c.uid,
                    c.direction, c.preexisting, c.first_seen, c.time_wait_at, c.max_retransmits, c.max_tx_queue,
-                   c.max_rx_queue, c.pid, p.name, c.end_reason, c.local_address, c.remote_address
+                   c.max_rx_queue, c.pid, p.name, c.end_reason, c.local_address, c.remote_address,
+                   x.cookie, x.between_samples, x.bytes_acked, x.bytes_received, x.segments_out, x.segments_in,
+                   x.retransmitted_segments, x.rtt_us, x.destroyed_at
             FROM connections c
             JOIN addresses la ON la.id = c.local_address
             JOIN addresses ra ON ra.id = c.remote_address
             LEFT JOIN programs p ON p.id = c.program_id
+            LEFT JOIN connection_details x ON x.connection_id = c.id
             WHERE \(condition)
             """, values
         ) { row in
@@ -110,7 +114,7 @@ extension Store {
             if let pid = row.optionalInt64(16) {
                 owner = ProcessOwner(pid: Int32(truncatingIfNeeded: pid), program: row.optionalText(17) ?? "?")
             }
-            body(
+            var connection =
                 TrackedConnection(
                     id: row.int64(0),
                     key: SocketKey(
@@ -123,8 +127,20 @@ extension Store {
                     firstSeen: row.int64(11), timeWaitAt: row.optionalInt64(12),
                     maxRetransmits: UInt32(truncatingIfNeeded: row.int64(13)),
                     maxTxQueue: UInt32(truncatingIfNeeded: row.int64(14)),
-                    maxRxQueue: UInt32(truncatingIfNeeded: row.int64(15)), owner: owner),
-                row.optionalInt64(18).flatMap { EndReason(rawValue: Int($0)) })
+                    maxRxQueue: UInt32(truncatingIfNeeded: row.int64(15)), owner: owner)
+            if let cookie = row.optionalInt64(21) {
+                connection.cookie = UInt64(bitPattern: cookie)
+                connection.betweenSamples = row.int(22) == 1
+                connection.destroyedAt = row.optionalInt64(29)
+                if let acked = row.optionalInt64(23) {
+                    connection.traffic = Traffic(
+                        bytesAcked: UInt64(bitPattern: acked), bytesReceived: UInt64(bitPattern: row.int64(24)),
+                        segmentsOut: UInt32(truncatingIfNeeded: row.int64(25)), segmentsIn: UInt32(truncatingIfNeeded: row.int64(26)),
+                        retransmittedSegments: UInt32(truncatingIfNeeded: row.int64(27)),
+                        rttMicroseconds: UInt32(truncatingIfNeeded: row.int64(28)))
+                }
+            }
+            body(connection, row.optionalInt64(18).flatMap { EndReason(rawValue: Int($0)) })
         }
     }
 
@@ -199,16 +215,18 @@ extension Store {
         let beginsRun = windowStart?.isBlind == true
         try database.cached(
             """
-            INSERT INTO samples (window_id, at, after, sockets, malformed, resets, reset_candidates, read_us, attributed, run)
+            INSERT INTO samples (window_id, at, after, sockets, malformed, resets, reset_candidates, read_us, attributed, run,
+                                 destroys, destroys_lost)
             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,
                     CASE WHEN ?10 THEN NULL ELSE (SELECT s.run FROM samples s JOIN windows w ON w.id = s.window_id
-                                                  WHERE w.namespace_id = ?11 ORDER BY s.id DESC LIMIT 1) END)
+                                                  WHERE w.namespace_id = ?11 ORDER BY s.id DESC LIMIT 1) END,
+                    ?12, ?13)
             """
         ).run([
             .integer(windowID), .integer(diff.at), SQLValue(diff.after), .integer(Int64(diff.sockets)),
             .integer(Int64(context.malformedLines)), SQLValue(diff.resets), .integer(Int64(diff.resetCandidates)),
             .integer(context.readMicroseconds), .integer(context.attributed ? 1 : 0), .integer(beginsRun ? 1 : 0),
-            .integer(namespaceID),
+            .integer(namespaceID), SQLValue(diff.destroys.map(Int64.init)), SQLValue(diff.destroysLost.map(Int64.init)),
         ])
         let sampleID = database.lastInsertRowID
         if beginsRun {
@@ -243,6 +261,33 @@ extension Store {
             ])
         }
 
+        // What the netlink source adds to a connection (cookie, traffic, when the kernel freed it).
+        let details = try database.cached(
+            """
+            INSERT OR FAIL INTO connection_details (connection_id, cookie, between_samples, destroyed_at, bytes_acked,
+                bytes_received, segments_out, segments_in, retransmitted_segments, rtt_us)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (connection_id) DO UPDATE SET
+                cookie = excluded.cookie, destroyed_at = COALESCE(excluded.destroyed_at, destroyed_at),
+                bytes_acked = COALESCE(excluded.bytes_acked, bytes_acked),
+                bytes_received = COALESCE(excluded.bytes_received, bytes_received),
+                segments_out = COALESCE(excluded.segments_out, segments_out),
+                segments_in = COALESCE(excluded.segments_in, segments_in),
+                retransmitted_segments = COALESCE(excluded.retransmitted_segments, retransmitted_segments),
+                rtt_us = COALESCE(excluded.rtt_us, rtt_us)
+            """)
+        func writeDetails(_ c: TrackedConnection) throws {
+            guard c.cookie != 0 else { return }
+            let t = c.traffic
+            try details.run([
+                .integer(c.id), .integer(Int64(bitPattern: c.cookie)), .integer(c.betweenSamples ? 1 : 0), SQLValue(c.destroyedAt),
+                SQLValue(t.map { Int64(bitPattern: $0.bytesAcked) }), SQLValue(t.map { Int64(bitPattern: $0.bytesReceived) }),
+                SQLValue(t.map { Int64($0.segmentsOut) }), SQLValue(t.map { Int64($0.segmentsIn) }),
+                SQLValue(t.map { Int64($0.retransmittedSegments) }), SQLValue(t.map { Int64($0.rttMicroseconds) }),
+            ])
+        }
+        for c in diff.opened { try writeDetails(c) }
+
         for id in diff.reopened {
             try database.cached("DELETE FROM events WHERE connection_id = ? AND kind = 3").run([.integer(id)])
             try database.cached("UPDATE connections SET closed_at = NULL, last_seen = NULL, end_reason = NULL WHERE id = ?")
@@ -262,6 +307,7 @@ extension Store {
                 .integer(Int64(c.uid)), .integer(Int64(bitPattern: c.inode)), SQLValue(c.owner.map { Int64($0.pid) }),
                 SQLValue(try c.owner.map { try programID($0.program) }), .integer(c.id),
             ])
+            try writeDetails(c)
         }
 
         if let candidates = diff.revisedPreviousCandidates {
@@ -281,6 +327,24 @@ extension Store {
         let close = try database.cached("UPDATE OR FAIL connections SET closed_at = ?, last_seen = ?, end_reason = ? WHERE id = ?")
         for (c, reason) in diff.closed {
             try close.run([.integer(diff.at), SQLValue(diff.after), .integer(Int64(reason.rawValue)), .integer(c.id)])
+            try writeDetails(c)
+        }
+        for late in diff.lateDestroys {
+            let t = late.traffic
+            try database.cached(
+                """
+                UPDATE connection_details SET destroyed_at = ?, bytes_acked = COALESCE(?, bytes_acked),
+                    bytes_received = COALESCE(?, bytes_received), segments_out = COALESCE(?, segments_out),
+                    segments_in = COALESCE(?, segments_in), retransmitted_segments = COALESCE(?, retransmitted_segments),
+                    rtt_us = COALESCE(?, rtt_us)
+                WHERE connection_id = ?
+                """
+            ).run([
+                .integer(late.at), SQLValue(t.map { Int64(bitPattern: $0.bytesAcked) }),
+                SQLValue(t.map { Int64(bitPattern: $0.bytesReceived) }), SQLValue(t.map { Int64($0.segmentsOut) }),
+                SQLValue(t.map { Int64($0.segmentsIn) }), SQLValue(t.map { Int64($0.retransmittedSegments) }),
+                SQLValue(t.map { Int64($0.rttMicroseconds) }), .integer(late.connection),
+            ])
         }
 
         let insertEvent = try database.cached(

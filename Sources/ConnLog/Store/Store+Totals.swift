@@ -47,7 +47,9 @@ extension Store {
             """
         ).run([sample])
         // The stays its events ended: each from its connection's previous event, when that is in
-        // the same run and does not begin it. (An open is a connection's first event: it ends nothing.)
+        // an earlier sample of the same run that does not begin it. (An open is a connection's
+        // first event: it ends nothing. A connection known from its destroy notification alone
+        // opens and closes in one sample: it stayed nowhere that a sample saw.)
         try database.cached(
             """
             INSERT INTO stay_lengths (state, milliseconds, stays)
@@ -55,7 +57,7 @@ extension Store {
             FROM samples n, events e, events p, samples b
             WHERE n.id = ?1 AND n.id <> n.run AND e.sample_id = ?1 AND e.kind <> 1
               AND p.id = (SELECT max(id) FROM events WHERE connection_id = e.connection_id AND id < e.id)
-              AND p.kind IN (1, 2) AND b.id = p.sample_id AND b.run = n.run AND b.id <> b.run
+              AND p.kind IN (1, 2) AND b.id = p.sample_id AND b.run = n.run AND b.id <> b.run AND b.id <> n.id
             GROUP BY 1, 2
             ON CONFLICT DO UPDATE SET stays = stays + excluded.stays
             """

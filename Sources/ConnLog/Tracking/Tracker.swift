@@ -9,9 +9,12 @@ public enum WindowStart: String, Sendable {
     /// The expected spacing changed (a cron schedule after a sidecar, say). Observation was
     /// continuous: this is not a gap, but each window keeps one interval.
     case interval
+    /// The sockets are now read from another source (netlink or the proc tables). Observation
+    /// was continuous: each window keeps one source.
+    case source
 
     /// Whether nothing was recording just before this sample (a gap or reboot, or no history at all).
-    public var isBlind: Bool { self != .interval }
+    public var isBlind: Bool { self != .interval && self != .source }
 }
 
 /// What one sample changed, ready to be written in one transaction.
@@ -44,6 +47,13 @@ public struct SampleDiff: Sendable {
     public var counterChanges: [String: Int64] = [:]
     /// Distinct sockets in the sample, after folding duplicated lines.
     public var sockets: Int = 0
+    /// Destroy notifications taken into this sample, and how often the kernel dropped some since
+    /// the previous sample; both nil when nothing listened for them.
+    public var destroys: Int?
+    public var destroysLost: Int?
+    /// Connections the previous sample closed whose destroy notification came only now: when
+    /// the kernel freed them, and their final traffic.
+    public var lateDestroys: [(connection: Int64, at: Int64, traffic: Traffic?)] = []
 }
 
 /// The pure differ: previous socket set + a new sample -> events and per-connection facts.
@@ -79,6 +89,8 @@ public struct Tracker: Sendable {
         public var lastCandidates: Set<Int64>
         /// The local ports of `open`'s listeners, kept between samples; nil until computed.
         var listeningPorts: Set<UInt16>?
+        /// Where the last sample's sockets were read (`proc` or `netlink`).
+        public var lastSource: String?
 
         public init(
             open: [SocketKey: TrackedConnection] = [:], justClosed: [SocketKey: TrackedConnection] = [:],
@@ -136,6 +148,8 @@ public struct Tracker: Sendable {
                 diff.windowStart = .gap
             } else if last.interval != expectedInterval {
                 diff.windowStart = .interval
+            } else if let source = state.lastSource, source != snapshot.source {
+                diff.windowStart = .source
             }
             if last.bootID == snapshot.bootID, let now = snapshot.counters[Snapshot.estabResetsCounter],
                 let before = last.counters[Snapshot.estabResetsCounter], now >= before
@@ -162,6 +176,17 @@ public struct Tracker: Sendable {
 
         let previouslyClosed = state.justClosed
         state.justClosed.removeAll(keepingCapacity: true)
+
+        // Destroy notices by cookie, for the connections they tell of to claim. One heard before
+        // observation began (or across a gap) tells of a socket whose life nobody watched.
+        var notices: [UInt64: DestroyNotice] = [:]
+        if let destroyed = snapshot.destroyed {
+            diff.destroys = destroyed.count
+            diff.destroysLost = snapshot.destroysLost
+            if diff.windowStart?.isBlind != true {
+                for notice in destroyed { notices[notice.cookie] = notice }
+            }
+        }
 
         // Match each sighting to its open connection with one lookup, updating it in place.
         // Sightings with no open connection (new, or back after a missed read) and new
@@ -222,6 +247,9 @@ public struct Tracker: Sendable {
                 open(sighting, snapshot: snapshot, listeningPorts: listeningPorts, into: &diff)
             }
         }
+        if !notices.isEmpty {
+            claim(&notices, previouslyClosed: previouslyClosed, closures: &pendingClosures, snapshot: snapshot, into: &diff)
+        }
         let listenerChanged = diff.events.contains { event in
             if case .state(_, let from, let to) = event { return from == .listen || to == .listen }
             return false
@@ -235,7 +263,61 @@ public struct Tracker: Sendable {
         classify(pendingClosures, into: &diff)
 
         state.last = (snapshot.at, snapshot.bootID, snapshot.counters, expectedInterval)
+        state.lastSource = snapshot.source
         return diff
+    }
+
+    /// Gives each destroy notice to the connection it tells of, in the order they arrived.
+    ///
+    /// - A connection still in the sample, by cookie, or a TIME_WAIT socket on its key (the kernel
+    ///   frees a socket as it hands over to TIME_WAIT, which keeps the cookie only if one was
+    ///   given out before): its final traffic; it closes when the TIME_WAIT socket goes.
+    /// - A connection this sample saw gone: when the kernel freed it, and its final traffic.
+    /// - One the previous sample closed (the notice came after that sample's read): the same,
+    ///   written into its row.
+    /// - None: it opened and closed between two samples, and is recorded as such, unless the
+    ///   kernel had already cleared its remote port (a failed connect is disconnected before it
+    ///   is freed) and it names no peer.
+    private mutating func claim(
+        _ notices: inout [UInt64: DestroyNotice], previouslyClosed: [SocketKey: TrackedConnection], closures: inout [TrackedConnection],
+        snapshot: Snapshot, into diff: inout SampleDiff
+    ) {
+        var closing: [SocketKey: Int] = [:]
+        for (index, connection) in closures.enumerated() { closing[connection.key] = index }
+        // The listener ports, for the direction of connections recorded here.
+        let listeningPorts = Self.listeningPorts(of: state.table.connections)
+        for notice in snapshot.destroyed ?? [] where notices.removeValue(forKey: notice.cookie) != nil {
+            func tellsOf(_ connection: TrackedConnection) -> Bool { connection.cookie == notice.cookie || connection.cookie == 0 }
+            if let position = state.table.position(of: notice.key),
+                tellsOf(state.table[position]) || state.table[position].state == .timeWait
+            {
+                if state.table[position].cookie == 0 { state.table[position].cookie = notice.cookie }
+                if let traffic = notice.traffic { state.table[position].traffic = traffic }
+                state.table[position].trafficWrittenAt = snapshot.at
+                diff.updated.append(state.table[position])
+            } else if let index = closing[notice.key], tellsOf(closures[index]) {
+                closures[index].cookie = notice.cookie
+                closures[index].destroyedAt = notice.at
+                if let traffic = notice.traffic { closures[index].traffic = traffic }
+            } else if let connection = previouslyClosed[notice.key], tellsOf(connection) {
+                diff.lateDestroys.append((connection.id, notice.at, notice.traffic))
+            } else if notice.key.remote.port != 0 {
+                // Its handshake completed, or it never left SYN_SENT: the state it left is inferred.
+                let state: TCPState = notice.established ? .established : .synSent
+                var connection = TrackedConnection(
+                    id: self.state.nextID, key: notice.key, state: state, statesSeen: [], inode: 0, uid: 0,
+                    direction: listeningPorts.contains(notice.key.local.port) ? .inbound : .outbound, preexisting: false,
+                    firstSeen: snapshot.at, cookie: notice.cookie, traffic: notice.traffic)
+                self.state.nextID += 1
+                connection.betweenSamples = true
+                connection.destroyedAt = notice.at
+                connection.trafficWrittenAt = snapshot.at
+                diff.opened.append(connection)
+                diff.events.append(.open(connection: connection.id, state: state))
+                diff.events.append(.close(connection: connection.id, last: state, reason: .ambiguous))
+                closures.append(connection)
+            }
+        }
     }
 
     /// Folds lines that name the same key into one, keeping the one that continues the tracked
@@ -322,13 +404,15 @@ public struct Tracker: Sendable {
 
     private func isNewGeneration(_ connection: TrackedConnection, _ sighting: Sighting) -> Bool {
         if connection.inode != 0 && sighting.inode != 0 && connection.inode != sighting.inode { return true }
+        if connection.cookie != 0 && sighting.cookie != 0 && connection.cookie != sighting.cookie { return true }
         return connection.state.isClosing && sighting.state.isOpening
     }
 
     /// Whether a sighting is the socket a previous read closed, rather than a new one on its key.
     private func isSameSocket(_ connection: TrackedConnection, _ sighting: Sighting, at: Int64) -> Bool {
-        if isNewGeneration(connection, sighting) { return false }
+        if isNewGeneration(connection, sighting) || connection.betweenSamples { return false }
         if connection.inode != 0 && connection.inode == sighting.inode { return true }
+        if connection.cookie != 0 && connection.cookie == sighting.cookie { return true }
         guard sighting.inode == 0 && sighting.state.isClosing else { return false }
         // An orphaned or TIME_WAIT socket has no inode. Two TIME_WAIT sightings are one socket
         // only if they agree on when it entered TIME_WAIT: a quick reuse of the 4-tuple would not.
@@ -374,7 +458,9 @@ public struct Tracker: Sendable {
             id: state.nextID, key: sighting.key, state: sighting.state, statesSeen: TCPStateSet(sighting.state),
             inode: sighting.inode, uid: sighting.uid, direction: direction, preexisting: diff.windowStart?.isBlind == true,
             firstSeen: snapshot.at, maxRetransmits: sighting.retransmits, maxTxQueue: sighting.txQueue,
-            maxRxQueue: sighting.rxQueue, owner: sighting.inode == 0 ? nil : snapshot.owners[sighting.inode])
+            maxRxQueue: sighting.rxQueue, owner: sighting.inode == 0 ? nil : snapshot.owners[sighting.inode],
+            cookie: sighting.cookie, traffic: sighting.traffic)
+        connection.trafficWrittenAt = snapshot.at
         state.nextID += 1
         if sighting.state == .timeWait {
             connection.timeWaitAt = timeWaitEntry(sighting, at: snapshot.at, notBefore: nil)
@@ -423,8 +509,22 @@ public struct Tracker: Sendable {
             connection.maxRxQueue = sighting.rxQueue
             changed = true
         }
+        if sighting.cookie != connection.cookie && sighting.cookie != 0 {
+            connection.cookie = sighting.cookie
+            changed = true
+        }
+        // Traffic moves on every busy connection in every sample: it alone is written once a
+        // minute (the close writes the last figures whatever their age).
+        if let traffic = sighting.traffic, traffic != connection.traffic {
+            connection.traffic = traffic
+            if snapshot.at - connection.trafficWrittenAt >= Self.trafficRefresh { changed = true }
+        }
+        if changed && connection.traffic != nil { connection.trafficWrittenAt = snapshot.at }
         return changed
     }
+
+    /// How often an open connection's traffic figures are written, in milliseconds.
+    static let trafficRefresh: Int64 = 60_000
 
     /// When a TIME_WAIT socket entered the state: the sample time less the part of the 60 s
     /// already spent, kept after the previous sample that saw it in another state.

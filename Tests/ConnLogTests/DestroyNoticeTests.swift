@@ -1,0 +1,123 @@
+import Testing
+
+@testable import ConnLog
+
+/// The differ with the netlink source's destroy notices: each freed socket is given to the
+/// connection it tells of, or recorded as one that lived between two samples, never twice.
+@Suite("The differ: destroy notices")
+struct DestroyNoticeTests {
+    let client = key(40000, 5432)
+    let traffic = Traffic(bytesAcked: 5001, bytesReceived: 320, segmentsOut: 9, segmentsIn: 7, rttMicroseconds: 40)
+
+    /// A sample from netlink: sightings with cookies, and the notices heard since the previous one.
+    func sample(
+        _ d: inout Driver, _ sightings: [Sighting], destroyed: [DestroyNotice]?, resetsSince: Int64 = 0, advance: Int64 = 1000
+    ) -> SampleDiff {
+        d.at += advance
+        d.resets += resetsSince
+        var snapshot = Snapshot(
+            at: d.at, namespace: 4_026_531_840, bootID: d.bootID, sightings: sightings,
+            counters: [Snapshot.estabResetsCounter: d.resets])
+        snapshot.source = "netlink"
+        snapshot.destroyed = destroyed
+        return d.tracker.apply(snapshot, expectedInterval: d.interval)
+    }
+
+    func cookied(_ sighting: Sighting, _ cookie: UInt64) -> Sighting {
+        var sighting = sighting
+        sighting.cookie = cookie
+        return sighting
+    }
+
+    func notice(_ key: SocketKey, cookie: UInt64, at: Int64, established: Bool = true) -> DestroyNotice {
+        DestroyNotice(at: at, key: key, cookie: cookie, traffic: traffic, established: established)
+    }
+
+    @Test func aConnectionBetweenTwoSamplesIsRecordedOnceWithItsDateAndTraffic() {
+        var d = Driver()
+        _ = sample(&d, [], destroyed: [])
+        let heard = d.at + 400
+        let diff = sample(&d, [], destroyed: [notice(client, cookie: 77, at: heard)])
+        #expect(diff.events == [.open(connection: 1, state: .established), .close(connection: 1, last: .established, reason: .vanished)])
+        #expect(diff.opened.count == 1 && diff.closed.count == 1)
+        let closed = diff.closed[0].connection
+        #expect(closed.betweenSamples && closed.destroyedAt == heard && closed.traffic == traffic && closed.cookie == 77)
+        #expect(closed.statesSeen.isEmpty, "no sample saw a state")
+        #expect(diff.resetCandidates == 1 && diff.destroys == 1)
+        // The reconciliation weighs it like any abrupt ending: here R covers it.
+        var e = Driver()
+        _ = sample(&e, [], destroyed: [])
+        let reset = sample(&e, [], destroyed: [notice(client, cookie: 78, at: e.at + 10)], resetsSince: 1)
+        #expect(Driver.reason(reset) == .reset)
+        // A connect abandoned in SYN_SENT failed.
+        var f = Driver()
+        _ = sample(&f, [], destroyed: [])
+        let failed = sample(&f, [], destroyed: [notice(client, cookie: 79, at: f.at + 10, established: false)])
+        #expect(Driver.reason(failed) == .failedConnect && failed.resetCandidates == 0)
+    }
+
+    @Test func aNoticeDatesTheCloseOfASampledConnection() {
+        var d = Driver()
+        _ = sample(&d, [cookied(socket(client, .established), 5)], destroyed: [])
+        let heard = d.at + 250
+        let gone = sample(&d, [], destroyed: [notice(client, cookie: 5, at: heard)])
+        #expect(gone.events == [.close(connection: 1, last: .established, reason: .vanished)])
+        #expect(gone.opened.isEmpty)
+        #expect(gone.closed[0].connection.destroyedAt == heard && gone.closed[0].connection.traffic == traffic)
+    }
+
+    /// A graceful close frees the socket as TIME_WAIT takes over its key; the TIME_WAIT socket
+    /// keeps the cookie only if one was given out before, so the key decides.
+    @Test func aNoticeForASocketNowInTimeWaitGivesItsTrafficAndKeepsItOpen() {
+        var d = Driver()
+        _ = sample(&d, [], destroyed: [])
+        let diff = sample(
+            &d, [cookied(socket(client, .timeWait, timer: 3, ticks: 5990), 900)], destroyed: [notice(client, cookie: 31, at: d.at + 500)])
+        #expect(diff.events == [.open(connection: 1, state: .timeWait)])
+        #expect(diff.closed.isEmpty)
+        #expect(diff.updated.last?.id == 1 && diff.updated.last?.traffic == traffic)
+        #expect(d.tracker.state.openConnections.first?.cookie == 900)
+        let gone = sample(&d, [], destroyed: [])
+        #expect(Driver.reason(gone) == .activeClose)
+    }
+
+    @Test func aNoticeAfterTheSampleThatSawTheCloseIsWrittenIntoIt() {
+        var d = Driver()
+        _ = sample(&d, [cookied(socket(client, .established), 5)], destroyed: [])
+        let gone = sample(&d, [], destroyed: [])
+        #expect(gone.closed.count == 1)
+        let late = sample(&d, [], destroyed: [notice(client, cookie: 5, at: d.at + 20)])
+        #expect(late.events.isEmpty)
+        #expect(late.lateDestroys.count == 1 && late.lateDestroys[0].connection == 1 && late.lateDestroys[0].traffic == traffic)
+    }
+
+    @Test func noticesThatNameNoPeerOrCameBeforeObservationAreNotConnections() {
+        var d = Driver()
+        // Heard before the first sample: nobody watched that socket's life.
+        let first = sample(&d, [], destroyed: [notice(client, cookie: 1, at: d.at)])
+        #expect(first.events.isEmpty && first.destroys == 1)
+        // A failed connect is disconnected (its remote port cleared) before it is freed.
+        let unnamed = key(40001, 0)
+        let second = sample(&d, [], destroyed: [notice(unnamed, cookie: 2, at: d.at + 10, established: false)])
+        #expect(second.events.isEmpty && second.destroys == 1)
+    }
+
+    @Test func anotherCookieOnTheSameKeyIsAnotherConnection() {
+        var d = Driver()
+        _ = sample(&d, [cookied(socket(client, .established, inode: 0), 5)], destroyed: [])
+        let next = sample(&d, [cookied(socket(client, .established, inode: 0), 6)], destroyed: [notice(client, cookie: 5, at: d.at + 1)])
+        #expect(
+            next.events == [
+                .close(connection: 1, last: .established, reason: .vanished), .open(connection: 2, state: .established),
+            ])
+        #expect(next.closed[0].connection.destroyedAt != nil)
+    }
+
+    @Test func aChangeOfSourceStartsAWindowWithoutAGap() {
+        var d = Driver()
+        _ = sample(&d, [cookied(socket(client, .established), 5)], destroyed: [])
+        let proc = d.sample([socket(client, .established)])
+        #expect(proc.windowStart == .source && proc.events.isEmpty)
+        #expect(WindowStart.source.isBlind == false)
+    }
+}
