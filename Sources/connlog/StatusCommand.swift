@@ -44,6 +44,18 @@ struct StatusCommand: ParsableCommand {
         case .cron: collecting = "collect --once from cron or a timer, \(every)"
         case .nothing: collecting = "nothing"
         }
+        let sources = status.sources.map { span in
+            "\(span.source): \(span.windows) window\(span.windows == 1 ? "" : "s"), \(span.samples) samples, "
+                + "\(TimeText.iso8601(span.first)) to \(TimeText.iso8601(span.last))"
+        }
+        var notices: String?
+        if let destroys = status.destroys {
+            notices = "\(destroys) heard, \(status.betweenSamples) connections lived between samples"
+            if status.destroysLost > 0, let last = status.lastDrop {
+                notices! +=
+                    "; destroy notices dropped \(status.destroysLost) times in \(status.samplesWithDrops) samples (last \(TimeText.iso8601(last))): closes there are dated by the samples alone and short-lived connections may be missing"
+            }
+        }
         /// Whole seconds, so the line reads "3s ago", not "3.127s ago".
         func ago(_ at: Int64) -> String { TimeText.duration(max(1000, (nowMilliseconds - at) / 1000 * 1000)) + " ago" }
         switch format {
@@ -61,8 +73,10 @@ struct StatusCommand: ParsableCommand {
                 ("gaps", "\(status.gaps)"),
                 ("namespaces", "\(status.namespaces)"),
                 ("source", status.source ?? "-"),
-                ("collecting", collecting),
             ]
+            if sources.count > 1 { rows.append(("sources", sources.joined(separator: "; "))) }
+            if let notices { rows.append(("destroy notices", notices)) }
+            rows.append(("collecting", collecting))
             if check { rows.append(("integrity", "ok (PRAGMA integrity_check)")) }
             let width = rows.map(\.0.count).max() ?? 0
             for (name, value) in rows {
@@ -86,6 +100,11 @@ struct StatusCommand: ParsableCommand {
                 ("namespaces", "\(status.namespaces)"),
                 ("interval_ms", number(status.interval)),
                 ("source", string(status.source)),
+                ("sources", "[" + sources.map(jsonString).joined(separator: ", ") + "]"),
+                ("destroy_notices", number(status.destroys)),
+                ("destroy_notices_dropped", "\(status.destroysLost)"),
+                ("samples_with_dropped_notices", "\(status.samplesWithDrops)"),
+                ("between_samples", "\(status.betweenSamples)"),
                 ("collector_pid", number(status.collectorPID.map(Int64.init))),
                 ("collecting", string(collecting)),
             ]

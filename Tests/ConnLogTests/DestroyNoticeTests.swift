@@ -102,6 +102,22 @@ struct DestroyNoticeTests {
         #expect(second.events.isEmpty && second.destroys == 1)
     }
 
+    /// An aborted socket's notice has its remote port and local address cleared: its cookie
+    /// still finds the connection the sample saw gone.
+    @Test func anAbortedSocketIsFoundByItsCookie() {
+        var d = Driver()
+        _ = sample(&d, [cookied(socket(client, .established), 5)], destroyed: [])
+        let cleared = SocketKey(local: Endpoint(address: .ipv4Any, port: 40000), remote: Endpoint(address: ipv4("127.0.0.1"), port: 0))
+        let gone = sample(&d, [], destroyed: [notice(cleared, cookie: 5, at: d.at + 3)], resetsSince: 1)
+        #expect(gone.events == [.close(connection: 1, last: .established, reason: .reset)])
+        #expect(gone.closed[0].connection.destroyedAt == d.at - 1000 + 3)
+        // The next sample's late notice finds the previous sample's close by cookie too.
+        _ = sample(&d, [cookied(socket(key(40002, 5432), .established), 8)], destroyed: [])
+        _ = sample(&d, [], destroyed: [])
+        let late = sample(&d, [], destroyed: [notice(SocketKey(local: cleared.local, remote: cleared.remote), cookie: 8, at: d.at + 1)])
+        #expect(late.events.isEmpty && late.lateDestroys.map(\.connection) == [2])
+    }
+
     @Test func anotherCookieOnTheSameKeyIsAnotherConnection() {
         var d = Driver()
         _ = sample(&d, [cookied(socket(client, .established, inode: 0), 5)], destroyed: [])

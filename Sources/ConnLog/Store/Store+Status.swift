@@ -22,8 +22,27 @@ public struct StoreStatus: Sendable, Equatable {
     public var interval: Int64?
     /// The pid of the collector holding the database's lock, if one is running.
     public var collectorPID: Int32?
-    /// The latest window's source (`proc`).
+    /// The latest window's source (`proc` or `netlink`).
     public var source: String?
+    /// Which source recorded which windows, oldest first.
+    public var sources: [SourceSpan] = []
+    /// Destroy notices taken into samples (nil when nothing ever listened), and how often the
+    /// kernel dropped some: in how many samples, and the last such sample's time.
+    public var destroys: Int64?
+    public var destroysLost: Int64 = 0
+    public var samplesWithDrops: Int64 = 0
+    public var lastDrop: Int64?
+    /// Connections known from their destroy notice alone: they lived between two samples.
+    public var betweenSamples: Int64 = 0
+
+    /// The windows one source recorded: how many, their samples, and the time they cover.
+    public struct SourceSpan: Sendable, Equatable {
+        public var source: String
+        public var windows: Int64
+        public var samples: Int64
+        public var first: Int64
+        public var last: Int64
+    }
     /// Who is recording into the database now.
     public var collecting: Collecting
 
@@ -66,7 +85,7 @@ extension Store {
         } else {
             collecting = .nothing
         }
-        return StoreStatus(
+        var status = StoreStatus(
             path: path, sizeBytes: size, schemaVersion: try database.userVersion(),
             firstSample: try database.scalarInt("SELECT min(at) FROM samples"),
             lastSample: lastSample,
@@ -80,6 +99,26 @@ extension Store {
             interval: interval,
             collectorPID: { if case .collector(let pid) = collecting { pid } else { nil } }(),
             source: source, collecting: collecting)
+        try database.forEach(
+            """
+            SELECT source, count(*), sum(samples), min(started_at), max(ended_at) FROM windows
+            GROUP BY source ORDER BY min(id)
+            """
+        ) {
+            status.sources.append(
+                StoreStatus.SourceSpan(
+                    source: $0.text(0), windows: $0.int64(1), samples: $0.int64(2), first: $0.int64(3), last: $0.int64(4)))
+        }
+        try database.forEach(
+            "SELECT sum(destroys), sum(destroys_lost), count(*) FILTER (WHERE destroys_lost > 0), max(at) FILTER (WHERE destroys_lost > 0) FROM samples"
+        ) {
+            status.destroys = $0.optionalInt64(0)
+            status.destroysLost = $0.optionalInt64(1) ?? 0
+            status.samplesWithDrops = $0.int64(2)
+            status.lastDrop = $0.optionalInt64(3)
+        }
+        status.betweenSamples = try count("SELECT count(*) FROM connection_details WHERE between_samples = 1")
+        return status
     }
 }
 

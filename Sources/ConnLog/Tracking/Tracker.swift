@@ -275,33 +275,42 @@ public struct Tracker: Sendable {
     /// - A connection this sample saw gone: when the kernel freed it, and its final traffic.
     /// - One the previous sample closed (the notice came after that sample's read): the same,
     ///   written into its row.
-    /// - None: it opened and closed between two samples, and is recorded as such, unless the
-    ///   kernel had already cleared its remote port (a failed connect is disconnected before it
-    ///   is freed) and it names no peer.
+    /// - None: it opened and closed between two samples, and is recorded as such.
+    ///
+    /// A socket this side aborted (SO_LINGER 0) or whose connect failed is disconnected before it
+    /// is freed: the kernel clears its remote port and local address. Its notice is matched by
+    /// cookie alone, and one that matches nothing names no connection to record.
     private mutating func claim(
         _ notices: inout [UInt64: DestroyNotice], previouslyClosed: [SocketKey: TrackedConnection], closures: inout [TrackedConnection],
         snapshot: Snapshot, into diff: inout SampleDiff
     ) {
-        var closing: [SocketKey: Int] = [:]
-        for (index, connection) in closures.enumerated() { closing[connection.key] = index }
+        var closingByKey: [SocketKey: Int] = [:]
+        var closingByCookie: [UInt64: Int] = [:]
+        for (index, connection) in closures.enumerated() {
+            closingByKey[connection.key] = index
+            if connection.cookie != 0 { closingByCookie[connection.cookie] = index }
+        }
+        var lateByCookie: [UInt64: Int64] = [:]
+        for connection in previouslyClosed.values where connection.cookie != 0 { lateByCookie[connection.cookie] = connection.id }
         // The listener ports, for the direction of connections recorded here.
         let listeningPorts = Self.listeningPorts(of: state.table.connections)
         for notice in snapshot.destroyed ?? [] where notices.removeValue(forKey: notice.cookie) != nil {
-            func tellsOf(_ connection: TrackedConnection) -> Bool { connection.cookie == notice.cookie || connection.cookie == 0 }
-            if let position = state.table.position(of: notice.key),
-                tellsOf(state.table[position]) || state.table[position].state == .timeWait
+            let named = notice.key.remote.port != 0
+            func byKey(_ connection: TrackedConnection) -> Bool { named && connection.cookie == 0 }
+            if named, let position = state.table.position(of: notice.key),
+                state.table[position].cookie == notice.cookie || byKey(state.table[position]) || state.table[position].state == .timeWait
             {
                 if state.table[position].cookie == 0 { state.table[position].cookie = notice.cookie }
                 if let traffic = notice.traffic { state.table[position].traffic = traffic }
                 state.table[position].trafficWrittenAt = snapshot.at
                 diff.updated.append(state.table[position])
-            } else if let index = closing[notice.key], tellsOf(closures[index]) {
+            } else if let index = closingByCookie[notice.cookie] ?? closingByKey[notice.key].flatMap({ byKey(closures[$0]) ? $0 : nil }) {
                 closures[index].cookie = notice.cookie
                 closures[index].destroyedAt = notice.at
                 if let traffic = notice.traffic { closures[index].traffic = traffic }
-            } else if let connection = previouslyClosed[notice.key], tellsOf(connection) {
-                diff.lateDestroys.append((connection.id, notice.at, notice.traffic))
-            } else if notice.key.remote.port != 0 {
+            } else if let id = lateByCookie[notice.cookie] ?? previouslyClosed[notice.key].flatMap({ byKey($0) ? $0.id : nil }) {
+                diff.lateDestroys.append((id, notice.at, notice.traffic))
+            } else if named {
                 // Its handshake completed, or it never left SYN_SENT: the state it left is inferred.
                 let state: TCPState = notice.established ? .established : .synSent
                 var connection = TrackedConnection(
