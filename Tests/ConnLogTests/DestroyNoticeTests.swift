@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import ConnLog
@@ -135,5 +136,48 @@ struct DestroyNoticeTests {
         let proc = d.sample([socket(client, .established)])
         #expect(proc.windowStart == .source && proc.events.isEmpty)
         #expect(WindowStart.source.isBlind == false)
+    }
+
+    /// What the netlink source adds is stored and asked about: `traffic` ranks peers by bytes
+    /// and counts the short-lived, `retransmits` lists retransmitted segments.
+    @Test func trafficAndRetransmittedSegmentsReachTheQuestions() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try Store(path: directory.appendingPathComponent("t.db").path, access: .write)
+        var d = Driver()
+        var window: Int64?
+        func record(_ diff: SampleDiff) throws {
+            window = try store.record(
+                diff, context: .init(namespace: 4_026_531_840, bootID: d.bootID, windowID: window, interval: 1000, source: "netlink"))
+        }
+        let lossy = key(40010, 443, remote: "10.0.0.7")
+        var sighting = cookied(socket(lossy, .established), 11)
+        sighting.traffic = Traffic(
+            bytesAcked: 900, bytesReceived: 40, segmentsOut: 30, segmentsIn: 20, retransmittedSegments: 4, rttMicroseconds: 2500)
+        try record(sample(&d, [], destroyed: []))
+        try record(sample(&d, [sighting], destroyed: []))
+        // It goes, and its notice carries the final figures; another lives between the samples.
+        var final = traffic
+        final.retransmittedSegments = 6
+        let quick = key(40011, 443, remote: "10.0.0.7")
+        try record(
+            sample(
+                &d, [],
+                destroyed: [
+                    DestroyNotice(at: d.at + 100, key: lossy, cookie: 11, traffic: final, established: true),
+                    notice(quick, cookie: 12, at: d.at + 200),
+                ], resetsSince: 2))
+        func ask(_ question: Question) throws -> [[String]] {
+            var rows: [[String]] = []
+            _ = try store.ask(question, QuestionParameters(now: d.at)) { row in rows.append(row.map { QuestionTests.text($0) }) }
+            return rows
+        }
+        #expect(try ask(Question.traffic) == [["10.0.0.7", "2", "1", "10002", "640", "18", "14", "6", "0.04"]])
+        let retransmits = try ask(Question.retransmits)
+        #expect(retransmits.map { Array($0[0...5]) } == [["10.0.0.7", "127.0.0.1:40010", "10.0.0.7:443", "0", "6", "9"]])
+        #expect(
+            try QuestionTests.rows(
+                of: "SELECT between_samples, destroyed_at IS NOT NULL, end_reason FROM connections_v ORDER BY id", in: store)
+                == [["0", "1", "reset"], ["1", "1", "reset"]])
     }
 }

@@ -41,8 +41,8 @@ struct NetlinkCollectTests {
         _ = try collecting(["--source", "netlink"], db: netlinkDB, interval: 1) {
             churn = try ShortLived.run(count: 2000, threads: 4, lifetimeMicroseconds: 5000)
         }
-        let run = try #require(churn)
-        #expect(run.clientPorts.count == 2000)
+        let workload = try #require(churn)
+        #expect(workload.clientPorts.count == 2000)
         // A client port comes back now and then (the server's TIME_WAIT on that pair gives way to
         // the new connection's SYN): connections, not ports, are counted.
 
@@ -55,8 +55,8 @@ struct NetlinkCollectTests {
                    x.bytes_acked, x.bytes_received, x.between_samples
             FROM connections c LEFT JOIN connection_details x ON x.connection_id = c.id
             WHERE c.remote_port = ? AND c.direction = 2 ORDER BY c.local_port
-            """, [.integer(Int64(run.port))])
-        #expect(clients.compactMap { UInt16($0[0]) } == run.clientPorts.sorted())
+            """, [.integer(Int64(workload.port))])
+        #expect(clients.compactMap { UInt16($0[0]) } == workload.clientPorts.sorted())
         let expected = ["1", "1", "\(ShortLived.request + 2)", "\(ShortLived.answer + 1)"]
         let wrong = clients.filter { Array($0[1...4]) != expected }
         #expect(wrong.isEmpty, "\(wrong.count) clients recorded otherwise, e.g. \(wrong.prefix(3))")
@@ -67,7 +67,7 @@ struct NetlinkCollectTests {
         let endings = try query(
             netlinkDB,
             "SELECT DISTINCT r.name FROM connections c JOIN end_reasons r ON r.code = c.end_reason WHERE c.remote_port = ? AND c.direction = 2",
-            [.integer(Int64(run.port))]
+            [.integer(Int64(workload.port))]
         ).flatMap { $0 }
         #expect(Set(endings).isSubset(of: ["vanished", "passive_close", "reset", "ambiguous"]), "\(endings)")
 
@@ -79,8 +79,16 @@ struct NetlinkCollectTests {
             SELECT count(*), count(DISTINCT c.remote_port), sum(c.state = 6), sum(x.bytes_received = \(ShortLived.request + 1))
             FROM connections c LEFT JOIN connection_details x ON x.connection_id = c.id
             WHERE c.local_port = ? AND c.direction = 1
-            """, [.integer(Int64(run.port))])
-        #expect(servers == [["2000", "\(Set(run.clientPorts).count)", "2000", "2000"]])
+            """, [.integer(Int64(workload.port))])
+        #expect(servers == [["2000", "\(Set(workload.clientPorts).count)", "2000", "2000"]])
+        // `traffic` adds them up: every byte of both ends, and the short-lived counted.
+        let traffic = try run(["query", "traffic", "--db", netlinkDB, "--port", "\(workload.port)", "--format", "csv"])
+        #expect(traffic.status == 0, "\(traffic.stderr)")
+        let acked = 2000 * (ShortLived.request + 2) + 2000 * (ShortLived.answer + 1)
+        let received = 2000 * (ShortLived.answer + 1) + 2000 * (ShortLived.request + 1)
+        #expect(
+            traffic.stdout.split(separator: "\r\n").dropFirst().first.map { $0.split(separator: ",").prefix(5).joined(separator: ",") }
+                == "127.0.0.1,4000,\(betweenSamples),\(acked),\(received)", "\(traffic.stdout)")
         // The samples took every notice, and none was dropped.
         let notices = try query(netlinkDB, "SELECT sum(destroys) >= 4000, sum(destroys_lost) FROM samples")
         #expect(notices == [["1", "0"]])

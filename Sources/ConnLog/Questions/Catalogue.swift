@@ -1,7 +1,7 @@
 /// Every canned question, in the order `connlog query --list` shows them.
 extension Question {
     public static let all: [Question] = [
-        resets, failedConnects, stateDurations, timeline, peers, listeners, churn, retransmits, counters, gaps, ports,
+        resets, failedConnects, stateDurations, timeline, peers, traffic, listeners, churn, retransmits, counters, gaps, ports,
     ]
 
     static let resets = Question(
@@ -294,24 +294,60 @@ extension Question {
 
     static let retransmits = Question(
         name: "retransmits",
-        summary: "connections with retransmit timeouts, worst first, with their peers",
+        summary: "connections with retransmit timeouts or retransmitted segments, worst first, with their peers",
         accepts: [.since, .until, .limit, .peer, .port],
-        columns: ["peer", "local", "remote", "max_retransmits", "first_seen", "closed_at", "end_reason", "program"],
+        columns: [
+            "peer", "local", "remote", "max_retransmits", "retransmitted_segments", "segments_out", "first_seen", "closed_at", "end_reason",
+            "program",
+        ],
         caveats: [
-            "retransmits are the kernel's unrecovered retransmit timeouts (retrnsmt) at the samples; Tcp.RetransSegs in `counters` counts every retransmitted segment"
+            "max_retransmits is the kernel's unrecovered retransmit timeouts (retrnsmt) at the samples; Tcp.RetransSegs in `counters` counts every retransmitted segment",
+            "retransmitted_segments and segments_out are the connection's whole life as tcp_info counts it (netlink source only; empty from the proc tables)",
         ],
         sql: """
             SELECT ra.text AS peer, \(Fragment.endpoint("la", "c.local_port")) AS local,
                    \(Fragment.endpoint("ra", "c.remote_port")) AS remote, c.max_retransmits,
+                   x.retransmitted_segments, x.segments_out,
                    \(Fragment.iso("c.first_seen")) AS first_seen, \(Fragment.iso("c.closed_at")) AS closed_at,
                    r.name AS end_reason, p.name AS program
             FROM connections c
             JOIN addresses la ON la.id = c.local_address
             JOIN addresses ra ON ra.id = c.remote_address
+            LEFT JOIN connection_details x ON x.connection_id = c.id
             LEFT JOIN end_reasons r ON r.code = c.end_reason
             LEFT JOIN programs p ON p.id = c.program_id
-            WHERE c.max_retransmits > 0 AND \(Fragment.alive) AND \(Fragment.peerFilter) AND \(Fragment.portFilter)
-            ORDER BY c.max_retransmits DESC, c.id
+            WHERE c.id IN (SELECT id FROM connections WHERE max_retransmits > 0
+                           UNION SELECT connection_id FROM connection_details WHERE retransmitted_segments > 0)
+              AND \(Fragment.alive) AND \(Fragment.peerFilter) AND \(Fragment.portFilter)
+            ORDER BY c.max_retransmits DESC, COALESCE(x.retransmitted_segments, 0) DESC, c.id
+            LIMIT :limit
+            """)
+
+    static let traffic = Question(
+        name: "traffic",
+        summary:
+            "remote addresses by bytes carried, with segments, retransmitted segments, RTT and short-lived connections (netlink source)",
+        accepts: [.since, .until, .limit, .peer, .port],
+        columns: [
+            "peer", "connections", "short_lived", "bytes_acked", "bytes_received", "segments_out", "segments_in", "retransmitted_segments",
+            "avg_rtt_ms",
+        ],
+        caveats: [
+            "only connections read over netlink carry traffic: history from the proc tables is not in these figures",
+            "a connection's figures are its whole life as tcp_info counts it (bytes_acked includes its SYN and FIN), the final ones once the kernel freed it; an open connection's are at most a minute old",
+            "short_lived counts connections that opened and closed between two samples, known from the kernel's destroy notices alone",
+        ],
+        sql: """
+            SELECT ra.text AS peer, count(*) AS connections, sum(x.between_samples) AS short_lived,
+                   sum(x.bytes_acked) AS bytes_acked, sum(x.bytes_received) AS bytes_received,
+                   sum(x.segments_out) AS segments_out, sum(x.segments_in) AS segments_in,
+                   sum(x.retransmitted_segments) AS retransmitted_segments, round(avg(x.rtt_us) / 1000.0, 3) AS avg_rtt_ms
+            FROM connection_details x
+            JOIN connections c ON c.id = x.connection_id
+            JOIN addresses ra ON ra.id = c.remote_address
+            WHERE c.direction <> 0 AND \(Fragment.alive) AND \(Fragment.peerFilter) AND \(Fragment.portFilter)
+            GROUP BY ra.id
+            ORDER BY COALESCE(sum(x.bytes_acked), 0) + COALESCE(sum(x.bytes_received), 0) DESC, connections DESC, peer
             LIMIT :limit
             """)
 
