@@ -91,7 +91,12 @@ public final class Recorder {
     public init(databasePath: String, options: Options) throws {
         source = ProcSource(root: options.procRoot, attributeProcesses: options.attributeProcesses)
         try source.checkReadable()
-        if options.source != .proc {
+        // `auto` trusts only the real /proc: a copy (fixtures, a container's /host/proc) may show
+        // another namespace's tables under a namespace link that looks like connlog's own.
+        if options.source == .auto && FileReading.realPath(options.procRoot) != "/proc" {
+            sourceNotice =
+                "reading the proc tables under \(options.procRoot): netlink reads only connlog's own namespace (--source netlink to insist)"
+        } else if options.source != .proc {
             do {
                 try source.checkOwnNamespace()
                 let netlink = try SockDiag()

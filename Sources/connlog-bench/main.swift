@@ -60,7 +60,12 @@ do {
         let processes = options["processes"] == "1"
         let db = scratchDatabase("sample")
         defer { removeDatabase(db) }
-        let recorder = try Recorder(databasePath: db, options: .init(procRoot: procRoot, attributeProcesses: processes, interval: 1000))
+        // source=proc (the default here: the floor is the proc tables) or netlink.
+        guard let source = SocketSourceChoice(rawValue: options["source"] ?? "proc"), source != .auto else {
+            fail("source must be proc or netlink")
+        }
+        let recorder = try Recorder(
+            databasePath: db, options: .init(procRoot: procRoot, attributeProcesses: processes, interval: 1000, source: source))
         var sockets = 0
         for _ in 0..<3 { sockets = try recorder.recordSample().sockets }
         var reads: [Double] = []
@@ -71,7 +76,8 @@ do {
         report(
             "sample",
             [
-                ("sockets", "\(sockets)"), ("processes", processes ? "1" : "0"), ("median_ms", format(Spread(times).median)),
+                ("sockets", "\(sockets)"), ("source", recorder.socketSource), ("processes", processes ? "1" : "0"),
+                ("median_ms", format(Spread(times).median)),
                 ("spread_ms", "\(Spread(times))"), ("read_ms", format(Spread(reads).median)), ("peak_rss_mib", format(peakResidentMiB())),
             ])
 

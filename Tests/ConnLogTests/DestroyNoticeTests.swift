@@ -107,11 +107,16 @@ struct DestroyNoticeTests {
     /// still finds the connection the sample saw gone.
     @Test func anAbortedSocketIsFoundByItsCookie() {
         var d = Driver()
-        _ = sample(&d, [cookied(socket(client, .established), 5)], destroyed: [])
+        var seen = cookied(socket(client, .established), 5)
+        let lastSeen = Traffic(bytesAcked: 12, bytesReceived: 7, segmentsOut: 4, segmentsIn: 4)
+        seen.traffic = lastSeen
+        _ = sample(&d, [seen], destroyed: [])
         let cleared = SocketKey(local: Endpoint(address: .ipv4Any, port: 40000), remote: Endpoint(address: ipv4("127.0.0.1"), port: 0))
         let gone = sample(&d, [], destroyed: [notice(cleared, cookie: 5, at: d.at + 3)], resetsSince: 1)
         #expect(gone.events == [.close(connection: 1, last: .established, reason: .reset)])
         #expect(gone.closed[0].connection.destroyedAt == d.at - 1000 + 3)
+        // Disconnecting zeroed its counters too: the last sighting's figures stay.
+        #expect(gone.closed[0].connection.traffic == lastSeen)
         // The next sample's late notice finds the previous sample's close by cookie too.
         _ = sample(&d, [cookied(socket(key(40002, 5432), .established), 8)], destroyed: [])
         _ = sample(&d, [], destroyed: [])

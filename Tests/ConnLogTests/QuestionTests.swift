@@ -289,7 +289,8 @@ struct QuestionTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         #expect(
             try ask("retransmits").rows == [
-                ["10.0.0.4", "127.0.0.1:41001", "10.0.0.4:80", "3", Self.iso(1), Self.iso(4), "vanished", "NULL"]
+                // From the proc tables: no segment counts.
+                ["10.0.0.4", "127.0.0.1:41001", "10.0.0.4:80", "3", "NULL", "NULL", Self.iso(1), Self.iso(4), "vanished", "NULL"]
             ])
     }
 
@@ -358,8 +359,8 @@ struct QuestionTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         #expect(
             Question.all.map(\.name) == [
-                "resets", "failed-connects", "state-durations", "timeline", "peers", "listeners", "churn", "retransmits",
-                "counters", "gaps", "ports",
+                "resets", "failed-connects", "state-durations", "timeline", "peers", "traffic", "listeners", "churn",
+                "retransmits", "counters", "gaps", "ports",
             ])
         for question in Question.all {
             let answer = try ask(question.name)

@@ -132,7 +132,8 @@ public final class SockDiag {
             let length = Int(payload.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
             let type = payload.loadUnaligned(fromByteOffset: offset + 2, as: UInt16.self)
             guard length >= 4, offset + length <= payload.count else { break }
-            if Int(type) == INET_DIAG_INFO {
+            // A listener's tcp_info counts nothing: it carries no traffic of its own.
+            if Int(type) == INET_DIAG_INFO && sighting.state != .listen {
                 // An older kernel sends a shorter tcp_info: what it lacks stays 0.
                 var info = linux_tcp_info()
                 withUnsafeMutableBytes(of: &info) { target in

@@ -296,20 +296,22 @@ public struct Tracker: Sendable {
         let listeningPorts = Self.listeningPorts(of: state.table.connections)
         for notice in snapshot.destroyed ?? [] where notices.removeValue(forKey: notice.cookie) != nil {
             let named = notice.key.remote.port != 0
+            // Disconnecting also zeroes the counters: an unnamed notice's traffic is not the connection's.
+            let traffic = named ? notice.traffic : nil
             func byKey(_ connection: TrackedConnection) -> Bool { named && connection.cookie == 0 }
             if named, let position = state.table.position(of: notice.key),
                 state.table[position].cookie == notice.cookie || byKey(state.table[position]) || state.table[position].state == .timeWait
             {
                 if state.table[position].cookie == 0 { state.table[position].cookie = notice.cookie }
-                if let traffic = notice.traffic { state.table[position].traffic = traffic }
+                if let traffic { state.table[position].traffic = traffic }
                 state.table[position].trafficWrittenAt = snapshot.at
                 diff.updated.append(state.table[position])
             } else if let index = closingByCookie[notice.cookie] ?? closingByKey[notice.key].flatMap({ byKey(closures[$0]) ? $0 : nil }) {
                 closures[index].cookie = notice.cookie
                 closures[index].destroyedAt = notice.at
-                if let traffic = notice.traffic { closures[index].traffic = traffic }
+                if let traffic, closures[index].state != .listen { closures[index].traffic = traffic }
             } else if let id = lateByCookie[notice.cookie] ?? previouslyClosed[notice.key].flatMap({ byKey($0) ? $0.id : nil }) {
-                diff.lateDestroys.append((id, notice.at, notice.traffic))
+                diff.lateDestroys.append((id, notice.at, traffic))
             } else if named {
                 // Its handshake completed, or it never left SYN_SENT: the state it left is inferred.
                 let state: TCPState = notice.established ? .established : .synSent
