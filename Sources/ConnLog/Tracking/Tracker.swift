@@ -213,7 +213,7 @@ public struct Tracker: Sendable {
                 closing.append(position)
                 diff.events.append(.close(connection: connection.id, last: connection.state, reason: .ambiguous))
                 unmatched.append((Int32(index), true))
-            } else if update(&state.table[position], with: sighting, snapshot: snapshot, into: &diff) {
+            } else if Self.update(&state.table[position], with: sighting, snapshot: snapshot, into: &diff) {
                 diff.updated.append(state.table[position])
             }
         }
@@ -240,7 +240,7 @@ public struct Tracker: Sendable {
                 diff.windowStart?.isBlind != true
             {
                 diff.reopened.append(connection.id)
-                _ = update(&connection, with: sighting, snapshot: snapshot, into: &diff)
+                _ = Self.update(&connection, with: sighting, snapshot: snapshot, into: &diff)
                 state.table.insert(connection)
                 diff.updated.append(connection)
             } else {
@@ -428,7 +428,9 @@ public struct Tracker: Sendable {
         // An orphaned or TIME_WAIT socket has no inode. Two TIME_WAIT sightings are one socket
         // only if they agree on when it entered TIME_WAIT: a quick reuse of the 4-tuple would not.
         if connection.state == .timeWait && sighting.state == .timeWait {
-            guard let entered = connection.timeWaitAt, let again = timeWaitEntry(sighting, at: at, notBefore: nil) else { return false }
+            guard let entered = connection.timeWaitAt, let again = Self.timeWaitEntry(sighting, at: at, notBefore: nil) else {
+                return false
+            }
             return abs(entered - again) <= 2000
         }
         return true
@@ -474,7 +476,7 @@ public struct Tracker: Sendable {
         connection.trafficWrittenAt = snapshot.at
         state.nextID += 1
         if sighting.state == .timeWait {
-            connection.timeWaitAt = timeWaitEntry(sighting, at: snapshot.at, notBefore: nil)
+            connection.timeWaitAt = Self.timeWaitEntry(sighting, at: snapshot.at, notBefore: nil)
         }
         state.table.insert(connection)
         diff.opened.append(connection)
@@ -482,7 +484,12 @@ public struct Tracker: Sendable {
     }
 
     /// Folds a sighting into an open connection; true when a stored fact changed.
-    private func update(_ connection: inout TrackedConnection, with sighting: Sighting, snapshot: Snapshot, into diff: inout SampleDiff)
+    ///
+    /// Static: an instance method called with `&state.table[position]` makes Swift copy the
+    /// tracker for the call, and the write-back then copies the whole table, once per socket.
+    private static func update(
+        _ connection: inout TrackedConnection, with sighting: Sighting, snapshot: Snapshot, into diff: inout SampleDiff
+    )
         -> Bool
     {
         // Each field is written only when it changes, so that is all the answer needs: no copy of
@@ -491,7 +498,7 @@ public struct Tracker: Sendable {
         if sighting.state != connection.state {
             diff.events.append(.state(connection: connection.id, from: connection.state, to: sighting.state))
             if sighting.state == .timeWait && connection.timeWaitAt == nil {
-                connection.timeWaitAt = timeWaitEntry(sighting, at: snapshot.at, notBefore: diff.after)
+                connection.timeWaitAt = Self.timeWaitEntry(sighting, at: snapshot.at, notBefore: diff.after)
             }
             connection.state = sighting.state
             connection.statesSeen.insert(sighting.state)
@@ -539,7 +546,7 @@ public struct Tracker: Sendable {
 
     /// When a TIME_WAIT socket entered the state: the sample time less the part of the 60 s
     /// already spent, kept after the previous sample that saw it in another state.
-    private func timeWaitEntry(_ sighting: Sighting, at: Int64, notBefore: Int64?) -> Int64? {
+    private static func timeWaitEntry(_ sighting: Sighting, at: Int64, notBefore: Int64?) -> Int64? {
         guard sighting.timer == Self.timeWaitTimer else { return nil }
         let spentTicks = Self.timeWaitTicks - min(Int64(sighting.timerTicks), Self.timeWaitTicks)
         var entry = at - spentTicks * 10
