@@ -87,7 +87,7 @@ public final class Recorder {
 
     /// Checks the proc filesystem, takes the database's collector lock, then opens (creating or
     /// upgrading) the database; nothing is created when the proc filesystem cannot be read, or
-    /// when `--source netlink` cannot be had.
+    /// when `--source netlink` cannot open its socket.
     public init(databasePath: String, options: Options) throws {
         source = ProcSource(root: options.procRoot, attributeProcesses: options.attributeProcesses)
         try source.checkReadable()
@@ -99,11 +99,9 @@ public final class Recorder {
         } else if options.source != .proc {
             do {
                 try source.checkOwnNamespace()
-                let netlink = try SockDiag()
-                // One dump proves the kernel answers, so `auto` decides here rather than mid-run.
-                var probe: [Sighting] = []
-                try netlink.dump(into: &probe)
-                source.netlink = netlink
+                // A kernel that opens the socket but refuses the dump is found by the first
+                // sample: `auto` then reads the tables from it on, without a dump spent here.
+                source.netlink = try SockDiag()
                 source.fallsBackToTables = options.source == .auto
             } catch {
                 if options.source == .netlink { throw error }
@@ -151,8 +149,10 @@ public final class Recorder {
                     source: snapshot.source, malformedLines: snapshot.malformedLines, readMicroseconds: snapshot.readMicroseconds,
                     attributed: snapshot.attributed))
         } catch {
-            // The database is the truth: start again from what it holds.
+            // The database is the truth: start again from what it holds, with the notices the
+            // sample took (they may date closes the next sample records again).
             tracker = nil
+            source.giveBack(snapshot)
             throw error
         }
         let total = (FileReading.monotonicNanoseconds() - started) / 1000
@@ -240,6 +240,12 @@ public final class Recorder {
         if source.netlink != nil {
             do {
                 let opened = try DestroyListener(receiveBuffer: options.destroyBuffer)
+                // The kernel doubles what it grants (half is its bookkeeping): less means capped.
+                if opened.receiveBufferBytes < options.destroyBuffer {
+                    warnings.report(
+                        "the kernel granted \(opened.receiveBufferBytes / 2) bytes for destroy notices, not the \(options.destroyBuffer) asked: net.core.rmem_max caps it without CAP_NET_ADMIN; a burst of closes may overflow it"
+                    )
+                }
                 try opened.start()
                 listener = opened
                 source.destroyListener = opened

@@ -78,18 +78,51 @@ public struct TrackedConnection: Hashable, Sendable {
     public var maxTxQueue: UInt32
     public var maxRxQueue: UInt32
     public var owner: ProcessOwner?
+    /// What the netlink source adds, boxed: a connection read from the proc tables pays one
+    /// pointer for it, not 80 bytes (the table holds every open connection).
+    private var netlink: Box<NetlinkFacts>?
+
     /// The kernel's socket cookie (netlink), or 0.
-    public var cookie: UInt64 = 0
+    public var cookie: UInt64 {
+        get { netlink?.value.cookie ?? 0 }
+        set { netlinkFacts.cookie = newValue }
+    }
     /// Its traffic at the last sighting, or the final figures once the kernel freed the socket.
-    public var traffic: Traffic?
+    public var traffic: Traffic? {
+        get { netlink?.value.traffic }
+        set { netlinkFacts.traffic = newValue }
+    }
     /// When the stored row last got `traffic` (the sample's time): an open connection's figures
     /// are written at most once a minute, besides with every other change and at its close.
-    public var trafficWrittenAt: Int64 = 0
+    public var trafficWrittenAt: Int64 {
+        get { netlink?.value.trafficWrittenAt ?? 0 }
+        set { netlinkFacts.trafficWrittenAt = newValue }
+    }
     /// When the kernel's destroy notification for it arrived (netlink with destroy events).
-    public var destroyedAt: Int64?
+    public var destroyedAt: Int64? {
+        get { netlink?.value.destroyedAt }
+        set { netlinkFacts.destroyedAt = newValue }
+    }
     /// Known from its destroy notification alone: it opened and closed between two samples, and
     /// its state is inferred (ESTABLISHED, or SYN_SENT when its handshake never completed).
-    public var betweenSamples = false
+    public var betweenSamples: Bool {
+        get { netlink?.value.betweenSamples ?? false }
+        set { netlinkFacts.betweenSamples = newValue }
+    }
+
+    private struct NetlinkFacts: Hashable, Sendable {
+        var cookie: UInt64 = 0
+        var traffic: Traffic?
+        var trafficWrittenAt: Int64 = 0
+        var destroyedAt: Int64?
+        var betweenSamples = false
+    }
+
+    /// Every change makes a new box: copies of a connection never share one that changes.
+    private var netlinkFacts: NetlinkFacts {
+        get { netlink?.value ?? NetlinkFacts() }
+        set { netlink = Box(newValue) }
+    }
 
     public init(
         id: Int64, key: SocketKey, state: TCPState, statesSeen: TCPStateSet, inode: UInt64, uid: UInt32,
@@ -111,8 +144,7 @@ public struct TrackedConnection: Hashable, Sendable {
         self.maxTxQueue = maxTxQueue
         self.maxRxQueue = maxRxQueue
         self.owner = owner
-        self.cookie = cookie
-        self.traffic = traffic
+        if cookie != 0 || traffic != nil { netlink = Box(NetlinkFacts(cookie: cookie, traffic: traffic)) }
     }
 }
 
@@ -130,4 +162,16 @@ public enum ConnectionEvent: Hashable, Sendable {
         case .open(let id, _), .state(let id, _, _), .close(let id, _, _): id
         }
     }
+}
+
+/// An immutable box: a value kept out of line, so that a struct holding a rarely-set value pays
+/// one pointer for it. Compared and hashed by its value.
+final class Box<Value: Hashable & Sendable>: Hashable, Sendable {
+    let value: Value
+
+    init(_ value: Value) { self.value = value }
+
+    static func == (a: Box, b: Box) -> Bool { a === b || a.value == b.value }
+
+    func hash(into hasher: inout Hasher) { hasher.combine(value) }
 }

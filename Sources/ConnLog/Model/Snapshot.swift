@@ -40,11 +40,25 @@ public struct Sighting: Hashable, Sendable {
     public var uid: UInt32
     /// 0 for TIME_WAIT and request sockets.
     public var inode: UInt64
-    /// The kernel's socket cookie, which a TIME_WAIT socket keeps from the socket it replaced;
-    /// 0 where the source has none (the proc tables).
-    public var cookie: UInt64
+    /// The cookie and traffic, boxed: a line of the proc tables has neither and pays one pointer.
+    private var netlink: Box<NetlinkFacts>?
+
+    private struct NetlinkFacts: Hashable, Sendable {
+        var cookie: UInt64
+        var traffic: Traffic?
+    }
+
+    /// The kernel's socket cookie, which a TIME_WAIT socket keeps from the socket it replaced
+    /// when one was given out before; 0 where the source has none (the proc tables).
+    public var cookie: UInt64 {
+        get { netlink?.value.cookie ?? 0 }
+        set { netlink = newValue == 0 && traffic == nil ? nil : Box(NetlinkFacts(cookie: newValue, traffic: traffic)) }
+    }
     /// What the socket carried so far, where the source has it (netlink, for full sockets).
-    public var traffic: Traffic?
+    public var traffic: Traffic? {
+        get { netlink?.value.traffic }
+        set { netlink = cookie == 0 && newValue == nil ? nil : Box(NetlinkFacts(cookie: cookie, traffic: newValue)) }
+    }
 
     public init(
         key: SocketKey, state: TCPState, txQueue: UInt32 = 0, rxQueue: UInt32 = 0, timer: UInt8 = 0,
@@ -60,8 +74,7 @@ public struct Sighting: Hashable, Sendable {
         self.retransmits = retransmits
         self.uid = uid
         self.inode = inode
-        self.cookie = cookie
-        self.traffic = traffic
+        if cookie != 0 || traffic != nil { netlink = Box(NetlinkFacts(cookie: cookie, traffic: traffic)) }
     }
 }
 

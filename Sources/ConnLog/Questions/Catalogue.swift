@@ -342,8 +342,9 @@ extension Question {
                    sum(x.bytes_acked) AS bytes_acked, sum(x.bytes_received) AS bytes_received,
                    sum(x.segments_out) AS segments_out, sum(x.segments_in) AS segments_in,
                    sum(x.retransmitted_segments) AS retransmitted_segments, round(avg(x.rtt_us) / 1000.0, 3) AS avg_rtt_ms
+            -- CROSS JOIN keeps this order: only connections read over netlink are looked at.
             FROM connection_details x
-            JOIN connections c ON c.id = x.connection_id
+            CROSS JOIN connections c ON c.id = x.connection_id
             JOIN addresses ra ON ra.id = c.remote_address
             WHERE c.direction <> 0 AND \(Fragment.alive) AND \(Fragment.peerFilter) AND \(Fragment.portFilter)
             GROUP BY ra.id
@@ -402,7 +403,7 @@ extension Question {
 
     static let gaps = Question(
         name: "gaps",
-        summary: "periods when nothing was recording: a stopped collector, a pause, a reboot",
+        summary: "periods when nothing was recording (a stopped collector, a pause, a reboot), or when destroy notices were dropped",
         accepts: [.since, .until, .limit],
         columns: ["namespace", "from", "to", "seconds", "reason"],
         caveats: [],
@@ -418,6 +419,11 @@ extension Question {
                 SELECT namespace_id, ended_at, NULL, 'not recording since'
                 FROM windows
                 WHERE id IN (SELECT max(id) FROM windows GROUP BY namespace_id) AND :now - ended_at > 2 * interval_ms
+                UNION ALL
+                -- Recording, but not exactly: the kernel dropped destroy notices between these two samples.
+                SELECT w.namespace_id, s.after, s.at, 'destroy notices dropped ' || s.destroys_lost || ' times'
+                FROM samples s JOIN windows w ON w.id = s.window_id
+                WHERE s.destroys_lost > 0
             )
             SELECT n.inode AS namespace, \(Fragment.iso("gap_from")) AS "from", \(Fragment.iso("gap_to")) AS "to",
                    (COALESCE(gap_to, :now) - gap_from) / 1000.0 AS seconds, reason
