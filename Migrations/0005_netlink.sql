@@ -10,7 +10,8 @@ CREATE TABLE connection_details (
     cookie INTEGER NOT NULL,            -- the kernel's socket cookie (a TIME_WAIT socket keeps its predecessor's)
     between_samples INTEGER NOT NULL,   -- 1: opened and closed between two samples, known from its destroy
                                         -- notification alone; its states are inferred, not seen
-    destroyed_at INTEGER,               -- when the kernel's destroy notification for it arrived (ms); NULL if none was heard
+    destroyed_at INTEGER,               -- when the kernel's destroy notification for it arrived (ms); NULL while none was
+                                        -- heard, and for a connection that went on in TIME_WAIT
     bytes_acked INTEGER,                -- tcpi_bytes_acked: sequence space the peer acknowledged (SYN and FIN included)
     bytes_received INTEGER,             -- tcpi_bytes_received
     segments_out INTEGER,               -- tcpi_segs_out
@@ -21,6 +22,9 @@ CREATE TABLE connection_details (
 -- The traffic columns hold the last sighting's figures (an open connection's are written at least
 -- once a minute), and the final ones once the kernel freed the socket. NULL: no tcp_info was read
 -- (TIME_WAIT, request and listening sockets have none).
+
+-- `connlog query retransmits` finds connections that retransmitted without reading the others.
+CREATE INDEX connection_details_retransmitting ON connection_details(retransmitted_segments) WHERE retransmitted_segments > 0;
 
 CREATE TRIGGER connection_details_remove AFTER DELETE ON connections BEGIN
     DELETE FROM connection_details WHERE connection_id = OLD.id;

@@ -143,6 +143,102 @@ struct DestroyNoticeTests {
         #expect(WindowStart.source.isBlind == false)
     }
 
+    /// The kernel tells of a socket when its program closes the file descriptor, which can be
+    /// long after the socket left the tables (a reset on an idle pooled connection): the notice
+    /// still finds that close, also after a restart, and never becomes a connection of its own.
+    @Test func aNoticeLongAfterItsCloseDatesItAndIsNotAConnection() throws {
+        var d = Driver()
+        _ = sample(&d, [cookied(socket(client, .established), 5)], destroyed: [])
+        let gone = sample(&d, [], destroyed: [], resetsSince: 1)
+        #expect(gone.closed.count == 1)
+        for _ in 0..<5 { _ = sample(&d, [], destroyed: []) }
+        let late = sample(&d, [], destroyed: [notice(client, cookie: 5, at: d.at + 7)])
+        #expect(late.events.isEmpty && late.opened.isEmpty)
+        #expect(late.lateDestroys.map(\.connection) == [1])
+        // A restart reads the closes still owed a notice back from the database.
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try Store(path: directory.appendingPathComponent("r.db").path, access: .write)
+        var e = Driver()
+        var window: Int64?
+        func record(_ diff: SampleDiff) throws {
+            window = try store.record(
+                diff, context: .init(namespace: 4_026_531_840, bootID: e.bootID, windowID: window, interval: 1000, source: "netlink"))
+        }
+        try record(sample(&e, [cookied(socket(client, .established), 9)], destroyed: []))
+        try record(sample(&e, [], destroyed: [], resetsSince: 1))
+        e.tracker = Tracker(state: try store.position(namespace: 4_026_531_840).tracker)
+        let afterRestart = sample(&e, [], destroyed: [notice(client, cookie: 9, at: e.at + 3)])
+        #expect(afterRestart.opened.isEmpty && afterRestart.lateDestroys.map(\.connection) == [1])
+        try record(afterRestart)
+        #expect(try QuestionTests.rows(of: "SELECT count(*), count(destroyed_at) FROM connection_details", in: store) == [["1", "1"]])
+    }
+
+    /// A notice goes to the connection with its cookie before any match by key: here the key's
+    /// new connection waits in TIME_WAIT while the old one's notice comes late.
+    @Test func theCookieDecidesBeforeTheKey() {
+        var d = Driver()
+        _ = sample(&d, [cookied(socket(client, .established), 5)], destroyed: [])
+        _ = sample(&d, [], destroyed: [])
+        _ = sample(&d, [cookied(socket(client, .established, inode: 200), 6)], destroyed: [])
+        let diff = sample(
+            &d, [cookied(socket(client, .timeWait, timer: 3, ticks: 5990), 6)], destroyed: [notice(client, cookie: 5, at: d.at + 1)])
+        #expect(diff.lateDestroys.map(\.connection) == [1])
+        #expect(!diff.updated.contains { $0.traffic == traffic }, "the TIME_WAIT connection took the old one's traffic")
+    }
+
+    /// An orphaned socket whose FIN was acknowledged is replaced by a TIME_WAIT-kind socket that
+    /// still reads FIN_WAIT2: a notice for the full socket goes to it by key, as for TIME_WAIT.
+    @Test func aNoticeForASocketNowInFinWait2WithoutAnInodeKeepsItOpen() {
+        var d = Driver()
+        _ = sample(&d, [], destroyed: [])
+        let diff = sample(
+            &d, [cookied(socket(client, .finWait2, inode: 0, timer: 3, ticks: 5990), 900)],
+            destroyed: [notice(client, cookie: 31, at: d.at)])
+        #expect(diff.events == [.open(connection: 1, state: .finWait2)])
+        #expect(diff.closed.isEmpty && diff.updated.last?.traffic == traffic)
+    }
+
+    /// A client that reuses its port between two samples: the first connection's TIME_WAIT
+    /// gave way to the second, and the TIME_WAIT now on the key is the second's. Both are recorded.
+    @Test func twoSocketsFreedOnOneKeyAreTwoConnections() {
+        var d = Driver()
+        _ = sample(&d, [], destroyed: [])
+        let diff = sample(
+            &d, [cookied(socket(client, .timeWait, timer: 3, ticks: 5990), 900)],
+            destroyed: [notice(client, cookie: 31, at: d.at + 100), notice(client, cookie: 32, at: d.at + 400)])
+        #expect(diff.opened.count == 2)
+        #expect(diff.closed.map(\.connection.cookie) == [31], "the first lived between the samples")
+        #expect(d.tracker.state.openConnections.map(\.cookie) == [900])
+    }
+
+    /// A connection last sampled in SYN_SENT whose notice shows the handshake completed left
+    /// ESTABLISHED: it is weighed against the reset counter, not called a failed connect.
+    @Test func aHandshakeTheNoticeShowsCompletedIsNotAFailedConnect() {
+        var d = Driver()
+        _ = sample(&d, [cookied(socket(client, .synSent), 5)], destroyed: [])
+        let gone = sample(&d, [], destroyed: [notice(client, cookie: 5, at: d.at + 9)], resetsSince: 1)
+        #expect(gone.events == [.close(connection: 1, last: .established, reason: .reset)])
+        #expect(gone.resetCandidates == 1)
+        var e = Driver()
+        _ = sample(&e, [cookied(socket(client, .synSent), 5)], destroyed: [])
+        let failed = sample(&e, [], destroyed: [notice(client, cookie: 5, at: e.at + 9, established: false)])
+        #expect(failed.events == [.close(connection: 1, last: .synSent, reason: .failedConnect)])
+    }
+
+    /// On one key, a connection that lived between the samples closes before the open of the
+    /// one the sample sees.
+    @Test func aCloseBetweenSamplesComesBeforeTheOpenOnItsKey() {
+        var d = Driver()
+        _ = sample(&d, [], destroyed: [])
+        let diff = sample(&d, [cookied(socket(client, .established), 8)], destroyed: [notice(client, cookie: 7, at: d.at + 2)])
+        #expect(
+            diff.events == [
+                .open(connection: 2, state: .established), .close(connection: 2, last: .established, reason: .vanished),
+                .open(connection: 1, state: .established),
+            ])
+    }
+
     /// What the netlink source adds is stored and asked about: `traffic` ranks peers by bytes
     /// and counts the short-lived, `retransmits` lists retransmitted segments.
     @Test func trafficAndRetransmittedSegmentsReachTheQuestions() throws {

@@ -100,6 +100,14 @@ extension Store {
                 "the time asked about holds \(gaps.count) gap\(gaps.count == 1 ? "" : "s") (\(TimeText.duration(max(1, seconds) * 1000)) in all) when nothing was recording: nothing is known there (`connlog query gaps` lists them)"
             )
         }
+        let dropped =
+            try database.scalarInt(
+                "SELECT count(*) FROM samples WHERE at BETWEEN ? AND ? AND destroys_lost > 0", [.integer(since), .integer(until)]) ?? 0
+        if dropped > 0 {
+            notes.append(
+                "in \(dropped) sample\(dropped == 1 ? "" : "s") of the time asked about the kernel dropped destroy notices (connlog's buffer was full): closes there may lack their exact time, and connections that lived between those samples may be missing (`connlog query gaps` lists them)"
+            )
+        }
         if let first = try database.scalarInt("SELECT min(at) FROM samples"), let asked = parameters.since, asked < first {
             notes.append("recording began at \(TimeText.iso8601(first)); nothing is known before it")
         }

@@ -12,16 +12,19 @@ import Synchronization
 /// A thread of its own reads the notifications as they come and stamps each with the time it
 /// arrived, so a sample that takes long neither delays their dates nor lets the receive buffer
 /// fill. When the buffer does fill, the kernel drops notifications and says so once (ENOBUFS):
-/// that is counted, so the samples it touched are known to be inexact.
+/// that is counted, so the samples it touched are known to be inexact. ``stop()`` (or releasing
+/// the listener) ends the thread and closes the socket; a listener is started once.
 public final class DestroyListener: Sendable {
-    private let fd: Int32
-    /// A pipe: writing to it wakes the thread and makes it stop.
-    private let wake: Int32
-    private let wakeWriter: Int32
-    private let inbox = Mutex(Inbox())
-    private let thread = Mutex<pthread_t?>(nil)
-    /// The receive buffer the kernel granted, in bytes.
+    private let channel: Channel
+    private let thread = Mutex<Thread>(.notStarted)
+    /// The receive buffer the kernel granted, in bytes (it doubles what is asked, for its bookkeeping).
     public let receiveBufferBytes: Int
+
+    private enum Thread: Sendable {
+        case notStarted
+        case running(pthread_t)
+        case stopped
+    }
 
     /// Notifications kept between two takes at most; more count as lost.
     static let capacity = 2_000_000
@@ -31,11 +34,33 @@ public final class DestroyListener: Sendable {
         var lost = 0
     }
 
+    /// What the thread shares with the listener: the sockets and the inbox. The thread holds its
+    /// own reference, so the listener can be released (and stop the thread) while it runs.
+    private final class Channel: Sendable {
+        let fd: Int32
+        /// A pipe: writing to it wakes the thread and makes it stop.
+        let wake: Int32
+        let wakeWriter: Int32
+        let inbox = Mutex(Inbox())
+
+        init(fd: Int32, wake: Int32, wakeWriter: Int32) {
+            self.fd = fd
+            self.wake = wake
+            self.wakeWriter = wakeWriter
+        }
+
+        deinit {
+            close(fd)
+            close(wake)
+            close(wakeWriter)
+        }
+    }
+
     /// Joins the destroy groups. Nothing is heard until ``start()``.
     ///
     /// - Parameter receiveBuffer: bytes of notifications the kernel may queue for connlog (each
     ///   takes about 600 with its bookkeeping). Without CAP_NET_ADMIN the kernel caps it at
-    ///   `net.core.rmem_max`.
+    ///   `net.core.rmem_max`: compare ``receiveBufferBytes``.
     public init(receiveBuffer: Int) throws(ConnLogError) {
         let fd = try SockDiag.openSocket(flags: Int32(SOCK_NONBLOCK.rawValue))
         var size = Int32(clamping: receiveBuffer)
@@ -68,76 +93,87 @@ public final class DestroyListener: Sendable {
             throw ConnLogError("cannot create a pipe for the destroy listener: \(FileReading.errorText(error))")
         }
         for end in pipeEnds { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
-        self.fd = fd
-        wake = pipeEnds[0]
-        wakeWriter = pipeEnds[1]
+        channel = Channel(fd: fd, wake: pipeEnds[0], wakeWriter: pipeEnds[1])
         receiveBufferBytes = Int(granted)
     }
 
-    deinit {
-        stop()
-        close(fd)
-        close(wake)
-        close(wakeWriter)
-    }
+    deinit { stop() }
 
-    /// Starts the listening thread.
+    /// Starts the listening thread; a second call does nothing.
     public func start() throws(ConnLogError) {
-        try thread.withLock { (handle: inout pthread_t?) throws(ConnLogError) in
-            guard handle == nil else { return }
+        try thread.withLock { (thread: inout Thread) throws(ConnLogError) in
+            guard case .notStarted = thread else { return }
             var created = pthread_t()
-            let context = Unmanaged.passRetained(self).toOpaque()
+            let context = Unmanaged.passRetained(channel).toOpaque()
             let result = pthread_create(
                 &created, nil,
                 { context in
-                    let listener = Unmanaged<DestroyListener>.fromOpaque(context!).takeRetainedValue()
-                    listener.listen()
+                    let channel = Unmanaged<Channel>.fromOpaque(context!).takeRetainedValue()
+                    DestroyListener.listen(on: channel)
                     return nil
                 }, context)
             guard result == 0 else {
-                Unmanaged<DestroyListener>.fromOpaque(context).release()
+                Unmanaged<Channel>.fromOpaque(context).release()
                 throw ConnLogError("cannot start the destroy listener's thread: \(FileReading.errorText(result))")
             }
-            handle = created
+            thread = .running(created)
         }
     }
 
-    /// Stops the thread and waits for it; notifications not taken yet stay to be taken.
+    /// Stops the thread and waits for it; notifications not taken yet stay to be taken, and no
+    /// more are heard.
     public func stop() {
-        guard
-            let handle = thread.withLock({ (handle: inout pthread_t?) -> pthread_t? in
-                defer { handle = nil }
-                return handle
-            })
-        else { return }
+        let running = thread.withLock { (thread: inout Thread) -> pthread_t? in
+            defer { thread = .stopped }
+            if case .running(let handle) = thread { return handle }
+            return nil
+        }
+        guard let running else { return }
         var one: UInt8 = 1
-        _ = write(wakeWriter, &one, 1)
-        pthread_join(handle, nil)
+        _ = write(channel.wakeWriter, &one, 1)
+        pthread_join(running, nil)
+        // Leave the groups, so the kernel stops queueing for a listener nobody reads.
+        for group in [SKNLGRP_INET_TCP_DESTROY, SKNLGRP_INET6_TCP_DESTROY] {
+            var number = Int32(group.rawValue)
+            _ = setsockopt(channel.fd, SOL_NETLINK, NETLINK_DROP_MEMBERSHIP, &number, socklen_t(MemoryLayout<Int32>.size))
+        }
     }
 
     /// Everything heard since the last take, in the order it arrived, and how often the kernel
     /// dropped notifications meanwhile.
     public func take() -> (notices: [DestroyNotice], lost: Int) {
-        inbox.withLock { inbox in
+        channel.inbox.withLock { inbox in
             defer { inbox = Inbox() }
             return (inbox.notices, inbox.lost)
         }
     }
 
-    private func listen() {
+    /// Puts back what a take returned (the sample that took it was not recorded), ahead of
+    /// what was heard since.
+    public func giveBack(_ taken: (notices: [DestroyNotice], lost: Int)) {
+        channel.inbox.withLock { inbox in
+            inbox.notices = taken.notices + inbox.notices
+            inbox.lost += taken.lost
+        }
+    }
+
+    private static func listen(on channel: Channel) {
         var buffer = [UInt8](repeating: 0, count: 16 * 1024)
-        var watched = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: wake, events: Int16(POLLIN), revents: 0)]
+        var watched = [
+            pollfd(fd: channel.fd, events: Int16(POLLIN), revents: 0), pollfd(fd: channel.wake, events: Int16(POLLIN), revents: 0),
+        ]
         var heard: [DestroyNotice] = []
         while true {
             if poll(&watched, 2, -1) < 0 {
-                if errno == EINTR { continue }
-                return
+                // EINTR, or the kernel short of memory for a moment: try again.
+                if errno != EINTR { usleep(10_000) }
+                continue
             }
             if watched[1].revents != 0 { return }
             var lost = 0
             // Until the socket is drained, handing what was heard over every 1024 notifications.
             while heard.count < 1024 {
-                let received = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                let received = buffer.withUnsafeMutableBytes { recv(channel.fd, $0.baseAddress, $0.count, 0) }
                 if received < 0 {
                     if errno == ENOBUFS {
                         lost += 1
@@ -159,7 +195,7 @@ public final class DestroyListener: Sendable {
                     }
                 }
             }
-            inbox.withLock { inbox in
+            channel.inbox.withLock { inbox in
                 let room = max(0, Self.capacity - inbox.notices.count)
                 if heard.count > room { lost += 1 }
                 inbox.notices.append(contentsOf: heard.prefix(room))

@@ -79,13 +79,29 @@ public final class ProcSource {
     /// Reads one sample. Malformed table lines are counted, not fatal; a missing or unreadable
     /// `net/tcp`, boot id or namespace id is an error that names the path.
     public func sample() throws(ConnLogError) -> Snapshot {
+        // Taken before the sample's time and its dump: a socket whose notice is taken is gone
+        // from the dump, or is the TIME_WAIT socket that replaced it, and was freed before `at`.
+        let heard = netlink == nil ? nil : destroyListener?.take()
+        do {
+            return try read(heard: heard)
+        } catch {
+            if let heard { destroyListener?.giveBack(heard) }
+            throw error
+        }
+    }
+
+    /// Hands a sample's destroy notices back to be taken again by the next one, when the sample
+    /// was not recorded.
+    public func giveBack(_ snapshot: Snapshot) {
+        guard let destroyed = snapshot.destroyed else { return }
+        destroyListener?.giveBack((destroyed, snapshot.destroysLost))
+    }
+
+    private func read(heard: (notices: [DestroyNotice], lost: Int)?) throws(ConnLogError) -> Snapshot {
         let started = FileReading.monotonicNanoseconds()
         let at = TimeText.nowMilliseconds()
         sightings.removeAll(keepingCapacity: true)
         var problems: [String] = []
-        // Taken before the dump: a socket whose notice is taken is gone from the dump, or is the
-        // TIME_WAIT socket that replaced it.
-        let heard = netlink == nil ? nil : destroyListener?.take()
         var malformed = 0
         if let netlink {
             do {

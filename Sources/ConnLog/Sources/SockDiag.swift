@@ -11,8 +11,10 @@ import CNetlink
 /// One `SOCK_DIAG_BY_FAMILY` dump per family (`inet_diag_req_v2`, every state from ESTABLISHED
 /// to NEW_SYN_RECV, with `INET_DIAG_INFO`). No privilege is needed. The fields follow what the
 /// proc tables print, so the differ cannot tell the two sources apart: request sockets are
-/// SYN_RECV with no inode, TIME_WAIT sockets show timer 3 and no inode, and a listener's send
-/// queue is 0 (the dump puts its backlog limit there).
+/// SYN_RECV with no inode, TIME_WAIT sockets show timer 3 and no inode, a listener's send
+/// queue is 0 (the dump puts its backlog limit there), and the retransmit count is tcp_info's
+/// retransmit timeouts (the dump's own is the probe count under the keepalive and zero-window
+/// timers).
 public final class SockDiag {
     private let fd: Int32
     private var buffer = [UInt8](repeating: 0, count: 64 * 1024)
@@ -144,6 +146,9 @@ public final class SockDiag {
                     bytesAcked: info.tcpi_bytes_acked, bytesReceived: info.tcpi_bytes_received, segmentsOut: info.tcpi_segs_out,
                     segmentsIn: info.tcpi_segs_in, retransmittedSegments: info.tcpi_total_retrans, rttMicroseconds: info.tcpi_rtt)
                 delivered = info.tcpi_delivered > 0 || info.tcpi_bytes_received > 0
+                // The dump's own count is the probes sent for the keepalive and zero-window
+                // timers; the proc tables' retrnsmt is always the retransmit timeouts, as here.
+                sighting.retransmits = UInt32(info.tcpi_retransmits)
             }
             offset += (length + 3) & ~3
         }

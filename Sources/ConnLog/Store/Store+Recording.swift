@@ -65,13 +65,28 @@ extension Store {
             open.append(connection)
         }
         var justClosed: [SocketKey: TrackedConnection] = [:]
+        var justClosedBetweenSamples: [TrackedConnection] = []
         var candidates: Set<Int64> = []
+        var awaiting: [UInt64: Tracker.AwaitedClose] = [:]
         if !afterReboot {
             try loadConnections(
                 where: "c.id IN (SELECT connection_id FROM events WHERE sample_id = ? AND kind = 3)", [.integer(lastSample)]
             ) { connection, reason in
-                justClosed[connection.key] = connection
+                if connection.betweenSamples {
+                    justClosedBetweenSamples.append(connection)
+                } else {
+                    justClosed[connection.key] = connection
+                }
                 if reason != .unobserved && Tracker.isResetCandidate(connection) { candidates.insert(connection.id) }
+            }
+            // Closes still owed their destroy notice (as Tracker.classify keeps them).
+            try database.forEach(
+                """
+                SELECT x.cookie, c.id, c.closed_at FROM connections c JOIN connection_details x ON x.connection_id = c.id
+                WHERE c.closed_at >= ? AND c.namespace_id = ? AND x.destroyed_at IS NULL AND x.between_samples = 0 AND c.state <> 6
+                """, [.integer(lastAt - Tracker.awaitedFor), .integer(namespaceID)]
+            ) {
+                awaiting[UInt64(bitPattern: $0.int64(0))] = Tracker.AwaitedClose(connection: $0.int64(1), closedAt: $0.int64(2))
             }
         }
 
@@ -79,6 +94,8 @@ extension Store {
             openConnections: open, justClosed: justClosed, last: (lastAt, bootID, counters, interval), nextID: nextID,
             lastResets: lastResets, lastCandidates: candidates)
         tracker.lastSource = source
+        tracker.justClosedBetweenSamples = justClosedBetweenSamples
+        tracker.awaitingNotice = awaiting
         return Position(tracker: tracker, windowID: windowID, lastSampleAttributed: attributed)
     }
 
@@ -278,18 +295,15 @@ extension Store {
             """)
         func writeDetails(_ c: TrackedConnection) throws {
             guard c.cookie != 0 else { return }
-            let t = c.traffic
-            try details.run([
-                .integer(c.id), .integer(Int64(bitPattern: c.cookie)), .integer(c.betweenSamples ? 1 : 0), SQLValue(c.destroyedAt),
-                SQLValue(t.map { Int64(bitPattern: $0.bytesAcked) }), SQLValue(t.map { Int64(bitPattern: $0.bytesReceived) }),
-                SQLValue(t.map { Int64($0.segmentsOut) }), SQLValue(t.map { Int64($0.segmentsIn) }),
-                SQLValue(t.map { Int64($0.retransmittedSegments) }), SQLValue(t.map { Int64($0.rttMicroseconds) }),
-            ])
+            try details.run(
+                [.integer(c.id), .integer(Int64(bitPattern: c.cookie)), .integer(c.betweenSamples ? 1 : 0), SQLValue(c.destroyedAt)]
+                    + Self.trafficValues(c.traffic))
         }
         for c in diff.opened { try writeDetails(c) }
 
         for id in diff.reopened {
             try database.cached("DELETE FROM events WHERE connection_id = ? AND kind = 3").run([.integer(id)])
+            try database.cached("UPDATE connection_details SET destroyed_at = NULL WHERE connection_id = ?").run([.integer(id)])
             try database.cached("UPDATE connections SET closed_at = NULL, last_seen = NULL, end_reason = NULL WHERE id = ?")
                 .run([.integer(id)])
         }
@@ -329,22 +343,24 @@ extension Store {
             try close.run([.integer(diff.at), SQLValue(diff.after), .integer(Int64(reason.rawValue)), .integer(c.id)])
             try writeDetails(c)
         }
+        // A notice that came after the close: the upsert also makes the row of a connection read
+        // from the proc tables, which has none.
         for late in diff.lateDestroys {
-            let t = late.traffic
             try database.cached(
                 """
-                UPDATE connection_details SET destroyed_at = ?, bytes_acked = COALESCE(?, bytes_acked),
-                    bytes_received = COALESCE(?, bytes_received), segments_out = COALESCE(?, segments_out),
-                    segments_in = COALESCE(?, segments_in), retransmitted_segments = COALESCE(?, retransmitted_segments),
-                    rtt_us = COALESCE(?, rtt_us)
-                WHERE connection_id = ?
+                INSERT OR FAIL INTO connection_details (connection_id, cookie, between_samples, destroyed_at, bytes_acked,
+                    bytes_received, segments_out, segments_in, retransmitted_segments, rtt_us)
+                VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (connection_id) DO UPDATE SET
+                    destroyed_at = excluded.destroyed_at, bytes_acked = COALESCE(excluded.bytes_acked, bytes_acked),
+                    bytes_received = COALESCE(excluded.bytes_received, bytes_received),
+                    segments_out = COALESCE(excluded.segments_out, segments_out),
+                    segments_in = COALESCE(excluded.segments_in, segments_in),
+                    retransmitted_segments = COALESCE(excluded.retransmitted_segments, retransmitted_segments),
+                    rtt_us = COALESCE(excluded.rtt_us, rtt_us)
                 """
-            ).run([
-                .integer(late.at), SQLValue(t.map { Int64(bitPattern: $0.bytesAcked) }),
-                SQLValue(t.map { Int64(bitPattern: $0.bytesReceived) }), SQLValue(t.map { Int64($0.segmentsOut) }),
-                SQLValue(t.map { Int64($0.segmentsIn) }), SQLValue(t.map { Int64($0.retransmittedSegments) }),
-                SQLValue(t.map { Int64($0.rttMicroseconds) }), .integer(late.connection),
-            ])
+            ).run(
+                [.integer(late.connection), .integer(Int64(bitPattern: late.cookie)), .integer(late.at)] + Self.trafficValues(late.traffic))
         }
 
         let insertEvent = try database.cached(
@@ -363,6 +379,15 @@ extension Store {
         }
         try addToTotals(sample: sampleID)
         return windowID
+    }
+
+    /// The six traffic columns of `connection_details`, NULL without tcp_info.
+    static func trafficValues(_ t: Traffic?) -> [SQLValue] {
+        [
+            SQLValue(t.map { Int64(bitPattern: $0.bytesAcked) }), SQLValue(t.map { Int64(bitPattern: $0.bytesReceived) }),
+            SQLValue(t.map { Int64($0.segmentsOut) }), SQLValue(t.map { Int64($0.segmentsIn) }),
+            SQLValue(t.map { Int64($0.retransmittedSegments) }), SQLValue(t.map { Int64($0.rttMicroseconds) }),
+        ]
     }
 
     // MARK: Lookup rows, inserted on first use

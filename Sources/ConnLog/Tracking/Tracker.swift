@@ -53,7 +53,7 @@ public struct SampleDiff: Sendable {
     public var destroysLost: Int?
     /// Connections the previous sample closed whose destroy notification came only now: when
     /// the kernel freed them, and their final traffic.
-    public var lateDestroys: [(connection: Int64, at: Int64, traffic: Traffic?)] = []
+    public var lateDestroys: [(connection: Int64, cookie: UInt64, at: Int64, traffic: Traffic?)] = []
 }
 
 /// The pure differ: previous socket set + a new sample -> events and per-connection facts.
@@ -91,6 +91,15 @@ public struct Tracker: Sendable {
         var listeningPorts: Set<UInt16>?
         /// Where the last sample's sockets were read (`proc` or `netlink`).
         public var lastSource: String?
+        /// Connections the last sample closed that are known from a destroy notice alone (kept
+        /// apart from `justClosed`: they share no socket with a later sighting, and may share a key).
+        public var justClosedBetweenSamples: [TrackedConnection] = []
+        /// Closed connections whose destroy notice has not come yet, by cookie: the kernel frees a
+        /// socket (and tells) only when its last file descriptor closes, which can be long after
+        /// it left the tables. A notice that finds one here dates that close, and is never taken
+        /// for a connection of its own. Kept for ``awaitedFor`` after the close.
+        public var awaitingNotice: [UInt64: AwaitedClose] = [:]
+        var awaitingPrunedAt: Int64 = 0
 
         public init(
             open: [SocketKey: TrackedConnection] = [:], justClosed: [SocketKey: TrackedConnection] = [:],
@@ -116,6 +125,20 @@ public struct Tracker: Sendable {
             self.lastCandidates = lastCandidates
         }
     }
+
+    /// A closed connection still owed its destroy notice.
+    public struct AwaitedClose: Sendable, Equatable {
+        public var connection: Int64
+        public var closedAt: Int64
+
+        public init(connection: Int64, closedAt: Int64) {
+            self.connection = connection
+            self.closedAt = closedAt
+        }
+    }
+
+    /// How long a closed connection waits for its destroy notice, in milliseconds.
+    public static let awaitedFor: Int64 = 30 * 60_000
 
     public private(set) var state: State
     /// Scratch space for ``mayRepeatKeys(_:table:)``, kept between samples.
@@ -171,11 +194,15 @@ public struct Tracker: Sendable {
             state.table.removeAll()
             state.listeningPorts = []
             state.justClosed.removeAll()
+            state.justClosedBetweenSamples.removeAll()
             state.lastCandidates.removeAll()
+            state.awaitingNotice.removeAll()
         }
 
         let previouslyClosed = state.justClosed
+        let previouslyBetweenSamples = state.justClosedBetweenSamples
         state.justClosed.removeAll(keepingCapacity: true)
+        state.justClosedBetweenSamples.removeAll()
 
         // Destroy notices by cookie, for the connections they tell of to claim. One heard before
         // observation began (or across a gap) tells of a socket whose life nobody watched.
@@ -231,6 +258,8 @@ public struct Tracker: Sendable {
             for sighting in sightings where sighting.state == .listen { listeningPorts.insert(sighting.key.local.port) }
         }
         state.table.remove(at: closing)
+        // Connections known from destroy notices alone are closed before any opens of this sample.
+        let opensStart = diff.events.count
         // Grown once, not by doubling: at a large first sample the doubling copies were the peak of memory.
         state.table.reserveCapacity(state.table.count + unmatched.count)
         diff.opened.reserveCapacity(unmatched.count)
@@ -240,6 +269,7 @@ public struct Tracker: Sendable {
                 diff.windowStart?.isBlind != true
             {
                 diff.reopened.append(connection.id)
+                if connection.destroyedAt != nil { connection.destroyedAt = nil }
                 _ = Self.update(&connection, with: sighting, snapshot: snapshot, into: &diff)
                 state.table.insert(connection)
                 diff.updated.append(connection)
@@ -248,7 +278,9 @@ public struct Tracker: Sendable {
             }
         }
         if !notices.isEmpty {
-            claim(&notices, previouslyClosed: previouslyClosed, closures: &pendingClosures, snapshot: snapshot, into: &diff)
+            claim(
+                &notices, previouslyClosed: previouslyClosed, closures: &pendingClosures, eventsAt: opensStart, snapshot: snapshot,
+                into: &diff)
         }
         let listenerChanged = diff.events.contains { event in
             if case .state(_, let from, let to) = event { return from == .listen || to == .listen }
@@ -259,7 +291,7 @@ public struct Tracker: Sendable {
         {
             state.listeningPorts = Self.listeningPorts(of: state.table.connections)
         }
-        revisePreviousSample(previouslyClosed: previouslyClosed, into: &diff)
+        revisePreviousSample(previouslyClosed: Array(previouslyClosed.values) + previouslyBetweenSamples, into: &diff)
         classify(pendingClosures, into: &diff)
 
         state.last = (snapshot.at, snapshot.bootID, snapshot.counters, expectedInterval)
@@ -282,7 +314,7 @@ public struct Tracker: Sendable {
     /// cookie alone, and one that matches nothing names no connection to record.
     private mutating func claim(
         _ notices: inout [UInt64: DestroyNotice], previouslyClosed: [SocketKey: TrackedConnection], closures: inout [TrackedConnection],
-        snapshot: Snapshot, into diff: inout SampleDiff
+        eventsAt opensStart: Int, snapshot: Snapshot, into diff: inout SampleDiff
     ) {
         var closingByKey: [SocketKey: Int] = [:]
         var closingByCookie: [UInt64: Int] = [:]
@@ -290,28 +322,36 @@ public struct Tracker: Sendable {
             closingByKey[connection.key] = index
             if connection.cookie != 0 { closingByCookie[connection.cookie] = index }
         }
-        var lateByCookie: [UInt64: Int64] = [:]
-        for connection in previouslyClosed.values where connection.cookie != 0 { lateByCookie[connection.cookie] = connection.id }
         // The listener ports, for the direction of connections recorded here.
         let listeningPorts = Self.listeningPorts(of: state.table.connections)
+        // A TIME_WAIT socket took over from the last socket freed on its key: when a client
+        // reuses the port between two samples, the earlier sockets' TIME_WAIT ones are gone.
+        var lastOnKey: [SocketKey: UInt64] = [:]
+        for notice in snapshot.destroyed ?? [] { lastOnKey[notice.key] = notice.cookie }
+        var betweenSamplesEvents: [ConnectionEvent] = []
         for notice in snapshot.destroyed ?? [] where notices.removeValue(forKey: notice.cookie) != nil {
             let named = notice.key.remote.port != 0
             // Disconnecting also zeroes the counters: an unnamed notice's traffic is not the connection's.
             let traffic = named ? notice.traffic : nil
-            func byKey(_ connection: TrackedConnection) -> Bool { named && connection.cookie == 0 }
-            if named, let position = state.table.position(of: notice.key),
-                state.table[position].cookie == notice.cookie || byKey(state.table[position]) || state.table[position].state == .timeWait
+            let live = named ? state.table.position(of: notice.key) : nil
+            // By cookie first: a connection carrying the notice's cookie is surely its socket.
+            if let live, state.table[live].cookie == notice.cookie {
+                giveFinalTraffic(traffic, to: live, at: snapshot.at, into: &diff)
+            } else if let index = closingByCookie[notice.cookie] {
+                date(&closures[index], by: notice, traffic: traffic)
+            } else if let awaited = state.awaitingNotice.removeValue(forKey: notice.cookie) {
+                diff.lateDestroys.append((awaited.connection, notice.cookie, notice.at, traffic))
+            } else if let live, lastOnKey[notice.key] == notice.cookie,
+                state.table[live].cookie == 0 || Self.tookOverFromAFullSocket(state.table[live])
             {
-                if state.table[position].cookie == 0 { state.table[position].cookie = notice.cookie }
-                if let traffic { state.table[position].traffic = traffic }
-                state.table[position].trafficWrittenAt = snapshot.at
-                diff.updated.append(state.table[position])
-            } else if let index = closingByCookie[notice.cookie] ?? closingByKey[notice.key].flatMap({ byKey(closures[$0]) ? $0 : nil }) {
-                closures[index].cookie = notice.cookie
-                closures[index].destroyedAt = notice.at
-                if let traffic, closures[index].state != .listen { closures[index].traffic = traffic }
-            } else if let id = lateByCookie[notice.cookie] ?? previouslyClosed[notice.key].flatMap({ byKey($0) ? $0.id : nil }) {
-                diff.lateDestroys.append((id, notice.at, traffic))
+                // Read from the proc tables (no cookie), or the TIME_WAIT socket that took over the
+                // key with a cookie of its own (the full socket was never dumped alive).
+                if state.table[live].cookie == 0 { state.table[live].cookie = notice.cookie }
+                giveFinalTraffic(traffic, to: live, at: snapshot.at, into: &diff)
+            } else if named, let index = closingByKey[notice.key], closures[index].cookie == 0 {
+                date(&closures[index], by: notice, traffic: traffic)
+            } else if named, let connection = previouslyClosed[notice.key], connection.cookie == 0 {
+                diff.lateDestroys.append((connection.id, notice.cookie, notice.at, traffic))
             } else if named {
                 // Its handshake completed, or it never left SYN_SENT: the state it left is inferred.
                 let state: TCPState = notice.established ? .established : .synSent
@@ -324,10 +364,37 @@ public struct Tracker: Sendable {
                 connection.destroyedAt = notice.at
                 connection.trafficWrittenAt = snapshot.at
                 diff.opened.append(connection)
-                diff.events.append(.open(connection: connection.id, state: state))
-                diff.events.append(.close(connection: connection.id, last: state, reason: .ambiguous))
+                betweenSamplesEvents.append(.open(connection: connection.id, state: state))
+                betweenSamplesEvents.append(.close(connection: connection.id, last: state, reason: .ambiguous))
                 closures.append(connection)
             }
+        }
+        // Before this sample's opens: on one key, a close comes before the open that replaces it.
+        diff.events.insert(contentsOf: betweenSamplesEvents, at: opensStart)
+    }
+
+    /// A TIME_WAIT socket (or one in FIN_WAIT2 that never had an inode) that replaced a full socket.
+    static func tookOverFromAFullSocket(_ connection: TrackedConnection) -> Bool {
+        connection.state == .timeWait || connection.state == .finWait2 && connection.inode == 0
+    }
+
+    /// A live connection (its TIME_WAIT socket) gets the final traffic of the socket it replaced.
+    private mutating func giveFinalTraffic(_ traffic: Traffic?, to position: Int, at: Int64, into diff: inout SampleDiff) {
+        guard let traffic else { return }
+        state.table[position].traffic = traffic
+        state.table[position].trafficWrittenAt = at
+        diff.updated.append(state.table[position])
+    }
+
+    /// A connection this sample saw gone gets when the kernel freed it and its final traffic;
+    /// one last seen in a handshake state that the notice shows established left ESTABLISHED.
+    private func date(_ connection: inout TrackedConnection, by notice: DestroyNotice, traffic: Traffic?) {
+        if connection.cookie == 0 { connection.cookie = notice.cookie }
+        connection.destroyedAt = notice.at
+        if let traffic, connection.state != .listen { connection.traffic = traffic }
+        if notice.established && (connection.state == .synSent || connection.state == .synReceived) {
+            connection.state = .established
+            connection.statesSeen.insert(.established)
         }
     }
 
@@ -453,10 +520,10 @@ public struct Tracker: Sendable {
 
     /// A withdrawn close that was one of the previous sample's V leaves a smaller V there; its
     /// other candidates are judged again against the same R.
-    private func revisePreviousSample(previouslyClosed: [SocketKey: TrackedConnection], into diff: inout SampleDiff) {
+    private func revisePreviousSample(previouslyClosed: [TrackedConnection], into diff: inout SampleDiff) {
         let withdrawn = state.lastCandidates.intersection(diff.reopened)
         guard !withdrawn.isEmpty else { return }
-        let remaining = previouslyClosed.values.filter { state.lastCandidates.contains($0.id) && !withdrawn.contains($0.id) }
+        let remaining = previouslyClosed.filter { state.lastCandidates.contains($0.id) && !withdrawn.contains($0.id) }
         diff.revisedPreviousCandidates = remaining.count
         for connection in remaining.sorted(by: { $0.id < $1.id }) {
             let reason = Self.abruptEnding(of: connection, resets: state.lastResets, candidates: remaining.count)
@@ -473,7 +540,7 @@ public struct Tracker: Sendable {
             firstSeen: snapshot.at, maxRetransmits: sighting.retransmits, maxTxQueue: sighting.txQueue,
             maxRxQueue: sighting.rxQueue, owner: sighting.inode == 0 ? nil : snapshot.owners[sighting.inode],
             cookie: sighting.cookie, traffic: sighting.traffic)
-        connection.trafficWrittenAt = snapshot.at
+        if sighting.traffic != nil { connection.trafficWrittenAt = snapshot.at }
         state.nextID += 1
         if sighting.state == .timeWait {
             connection.timeWaitAt = Self.timeWaitEntry(sighting, at: snapshot.at, notBefore: nil)
@@ -586,13 +653,26 @@ public struct Tracker: Sendable {
                 reasons[connection.id]
                 ?? Self.abruptEnding(of: connection, resets: diff.resets, candidates: candidates.count)
             diff.closed.append((connection, reason))
-            state.justClosed[connection.key] = connection
+            if connection.betweenSamples {
+                state.justClosedBetweenSamples.append(connection)
+            } else {
+                state.justClosed[connection.key] = connection
+                // A TIME_WAIT socket's end is never told: its full socket's was, when TIME_WAIT began.
+                if connection.cookie != 0 && connection.destroyedAt == nil && connection.state != .timeWait {
+                    state.awaitingNotice[connection.cookie] = AwaitedClose(connection: connection.id, closedAt: diff.at)
+                }
+            }
+        }
+        if !state.awaitingNotice.isEmpty && diff.at - state.awaitingPrunedAt >= 60_000 {
+            state.awaitingNotice = state.awaitingNotice.filter { diff.at - $0.value.closedAt < Self.awaitedFor }
+            state.awaitingPrunedAt = diff.at
         }
         state.lastResets = diff.resets
         state.lastCandidates = candidates
-        let final = Dictionary(diff.closed.map { ($0.connection.id, $0.reason) }, uniquingKeysWith: { $1 })
+        // The reason, and the state it left (a destroy notice can show a handshake completed).
+        let final = Dictionary(diff.closed.map { ($0.connection.id, ($0.reason, $0.connection.state)) }, uniquingKeysWith: { $1 })
         diff.events = diff.events.map { event in
-            if case .close(let id, let last, _) = event, let reason = final[id] {
+            if case .close(let id, _, _) = event, let (reason, last) = final[id] {
                 return .close(connection: id, last: last, reason: reason)
             }
             return event
