@@ -343,24 +343,12 @@ extension Store {
             try close.run([.integer(diff.at), SQLValue(diff.after), .integer(Int64(reason.rawValue)), .integer(c.id)])
             try writeDetails(c)
         }
-        // A notice that came after the close: the upsert also makes the row of a connection read
-        // from the proc tables, which has none.
+        // A notice that came after the close (the upsert also makes the row of a connection read
+        // from the proc tables, which has none).
         for late in diff.lateDestroys {
-            try database.cached(
-                """
-                INSERT OR FAIL INTO connection_details (connection_id, cookie, between_samples, destroyed_at, bytes_acked,
-                    bytes_received, segments_out, segments_in, retransmitted_segments, rtt_us)
-                VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (connection_id) DO UPDATE SET
-                    destroyed_at = excluded.destroyed_at, bytes_acked = COALESCE(excluded.bytes_acked, bytes_acked),
-                    bytes_received = COALESCE(excluded.bytes_received, bytes_received),
-                    segments_out = COALESCE(excluded.segments_out, segments_out),
-                    segments_in = COALESCE(excluded.segments_in, segments_in),
-                    retransmitted_segments = COALESCE(excluded.retransmitted_segments, retransmitted_segments),
-                    rtt_us = COALESCE(excluded.rtt_us, rtt_us)
-                """
-            ).run(
-                [.integer(late.connection), .integer(Int64(bitPattern: late.cookie)), .integer(late.at)] + Self.trafficValues(late.traffic))
+            try details.run(
+                [.integer(late.connection), .integer(Int64(bitPattern: late.cookie)), .integer(0), .integer(late.at)]
+                    + Self.trafficValues(late.traffic))
         }
 
         let insertEvent = try database.cached(

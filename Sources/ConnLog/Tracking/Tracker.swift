@@ -51,8 +51,8 @@ public struct SampleDiff: Sendable {
     /// the previous sample; both nil when nothing listened for them.
     public var destroys: Int?
     public var destroysLost: Int?
-    /// Connections the previous sample closed whose destroy notification came only now: when
-    /// the kernel freed them, and their final traffic.
+    /// Connections an earlier sample closed whose destroy notification came only now: when the
+    /// kernel freed them, and their final traffic.
     public var lateDestroys: [(connection: Int64, cookie: UInt64, at: Int64, traffic: Traffic?)] = []
 }
 
@@ -299,19 +299,22 @@ public struct Tracker: Sendable {
         return diff
     }
 
-    /// Gives each destroy notice to the connection it tells of, in the order they arrived.
+    /// Gives each destroy notice to the connection it tells of, in the order they arrived,
+    /// trying the cookie before the key:
     ///
-    /// - A connection still in the sample, by cookie, or a TIME_WAIT socket on its key (the kernel
-    ///   frees a socket as it hands over to TIME_WAIT, which keeps the cookie only if one was
-    ///   given out before): its final traffic; it closes when the TIME_WAIT socket goes.
-    /// - A connection this sample saw gone: when the kernel freed it, and its final traffic.
-    /// - One the previous sample closed (the notice came after that sample's read): the same,
-    ///   written into its row.
-    /// - None: it opened and closed between two samples, and is recorded as such.
+    /// - a connection still in the sample with its cookie (a TIME_WAIT socket that inherited it):
+    ///   its final traffic; it closes when the TIME_WAIT socket goes;
+    /// - a connection this sample saw gone with its cookie: when the kernel freed it, and its
+    ///   final traffic;
+    /// - a connection an earlier sample closed, still owed a notice (``State/awaitingNotice``):
+    ///   the same, written into its row;
+    /// - by key: the TIME_WAIT socket that took over from the last socket freed on its key, or
+    ///   a connection read from the proc tables (no cookie), live, gone now or gone before;
+    /// - none: it opened and closed between two samples, and is recorded as such.
     ///
     /// A socket this side aborted (SO_LINGER 0) or whose connect failed is disconnected before it
-    /// is freed: the kernel clears its remote port and local address. Its notice is matched by
-    /// cookie alone, and one that matches nothing names no connection to record.
+    /// is freed: the kernel clears its remote port, local address and counters. Its notice is
+    /// matched by cookie alone, and one that matches nothing names no connection to record.
     private mutating func claim(
         _ notices: inout [UInt64: DestroyNotice], previouslyClosed: [SocketKey: TrackedConnection], closures: inout [TrackedConnection],
         eventsAt opensStart: Int, snapshot: Snapshot, into diff: inout SampleDiff
