@@ -83,7 +83,7 @@ public final class Recorder {
     /// Why `--source auto` reads the proc tables, when it does.
     public private(set) var sourceNotice: String?
     /// Where the sockets are read now: `netlink` or `proc`.
-    public var socketSource: String { source.netlink == nil ? "proc" : "netlink" }
+    public var socketSource: String { source.socketSource }
 
     /// Checks the proc filesystem, takes the database's collector lock, then opens (creating or
     /// upgrading) the database; nothing is created when the proc filesystem cannot be read, or

@@ -156,22 +156,16 @@ struct DestroyNoticeTests {
         #expect(late.events.isEmpty && late.opened.isEmpty)
         #expect(late.lateDestroys.map(\.connection) == [1])
         // A restart reads the closes still owed a notice back from the database.
-        let directory = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let store = try Store(path: directory.appendingPathComponent("r.db").path, access: .write)
+        let scratch = try ScratchStore()
         var e = Driver()
-        var window: Int64?
-        func record(_ diff: SampleDiff) throws {
-            window = try store.record(
-                diff, context: .init(namespace: 4_026_531_840, bootID: e.bootID, windowID: window, interval: 1000, source: "netlink"))
-        }
-        try record(sample(&e, [cookied(socket(client, .established), 9)], destroyed: []))
-        try record(sample(&e, [], destroyed: [], resetsSince: 1))
-        e.tracker = Tracker(state: try store.position(namespace: 4_026_531_840).tracker)
+        try scratch.record(sample(&e, [cookied(socket(client, .established), 9)], destroyed: []), bootID: e.bootID)
+        try scratch.record(sample(&e, [], destroyed: [], resetsSince: 1), bootID: e.bootID)
+        e.tracker = Tracker(state: try scratch.store.position(namespace: 4_026_531_840).tracker)
         let afterRestart = sample(&e, [], destroyed: [notice(client, cookie: 9, at: e.at + 3)])
         #expect(afterRestart.opened.isEmpty && afterRestart.lateDestroys.map(\.connection) == [1])
-        try record(afterRestart)
-        #expect(try QuestionTests.rows(of: "SELECT count(*), count(destroyed_at) FROM connection_details", in: store) == [["1", "1"]])
+        try scratch.record(afterRestart, bootID: e.bootID)
+        #expect(
+            try QuestionTests.rows(of: "SELECT count(*), count(destroyed_at) FROM connection_details", in: scratch.store) == [["1", "1"]])
     }
 
     /// A notice goes to the connection with its cookie before any match by key: here the key's
@@ -242,15 +236,10 @@ struct DestroyNoticeTests {
     /// What the netlink source adds is stored and asked about: `traffic` ranks peers by bytes
     /// and counts the short-lived, `retransmits` lists retransmitted segments.
     @Test func trafficAndRetransmittedSegmentsReachTheQuestions() throws {
-        let directory = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let store = try Store(path: directory.appendingPathComponent("t.db").path, access: .write)
+        let scratch = try ScratchStore()
+        let store = scratch.store
         var d = Driver()
-        var window: Int64?
-        func record(_ diff: SampleDiff) throws {
-            window = try store.record(
-                diff, context: .init(namespace: 4_026_531_840, bootID: d.bootID, windowID: window, interval: 1000, source: "netlink"))
-        }
+        func record(_ diff: SampleDiff) throws { try scratch.record(diff, bootID: d.bootID) }
         let lossy = key(40010, 443, remote: "10.0.0.7")
         var sighting = cookied(socket(lossy, .established), 11)
         sighting.traffic = Traffic(
@@ -280,5 +269,25 @@ struct DestroyNoticeTests {
             try QuestionTests.rows(
                 of: "SELECT between_samples, destroyed_at IS NOT NULL, end_reason FROM connections_v ORDER BY id", in: store)
                 == [["0", "1", "reset"], ["1", "1", "reset"]])
+    }
+}
+
+/// A scratch database that netlink samples are recorded into, removed with it.
+final class ScratchStore {
+    let directory: URL
+    let store: Store
+    private var window: Int64?
+
+    init() throws {
+        directory = try temporaryDirectory()
+        store = try Store(path: directory.appendingPathComponent("netlink.db").path, access: .write)
+    }
+
+    deinit { try? FileManager.default.removeItem(at: directory) }
+
+    /// Records a diff of the `Driver`'s namespace, in netlink windows.
+    func record(_ diff: SampleDiff, bootID: String) throws {
+        window = try store.record(
+            diff, context: .init(namespace: 4_026_531_840, bootID: bootID, windowID: window, interval: 1000, source: "netlink"))
     }
 }

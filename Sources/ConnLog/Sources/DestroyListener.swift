@@ -26,6 +26,10 @@ public final class DestroyListener: Sendable {
         case stopped
     }
 
+    /// What a take returns: the notices in the order they arrived, and how often the kernel
+    /// dropped some meanwhile.
+    public typealias Heard = (notices: [DestroyNotice], lost: Int)
+
     /// Notifications kept between two takes at most; more count as lost.
     static let capacity = 2_000_000
 
@@ -141,7 +145,7 @@ public final class DestroyListener: Sendable {
 
     /// Everything heard since the last take, in the order it arrived, and how often the kernel
     /// dropped notifications meanwhile.
-    public func take() -> (notices: [DestroyNotice], lost: Int) {
+    public func take() -> Heard {
         channel.inbox.withLock { inbox in
             defer { inbox = Inbox() }
             return (inbox.notices, inbox.lost)
@@ -150,7 +154,7 @@ public final class DestroyListener: Sendable {
 
     /// Puts back what a take returned (the sample that took it was not recorded), ahead of
     /// what was heard since.
-    public func giveBack(_ taken: (notices: [DestroyNotice], lost: Int)) {
+    public func giveBack(_ taken: Heard) {
         channel.inbox.withLock { inbox in
             inbox.notices = taken.notices + inbox.notices
             inbox.lost += taken.lost

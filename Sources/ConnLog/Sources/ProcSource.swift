@@ -27,6 +27,8 @@ public final class ProcSource {
     public var fallsBackToTables = false
     /// Hears the sockets the kernel frees between samples (with ``netlink``).
     public var destroyListener: DestroyListener?
+    /// Where the sockets are read now: `netlink` or `proc` (as `windows.source` names them).
+    public var socketSource: String { netlink == nil ? "proc" : "netlink" }
     private var buffer: [UInt8] = []
     private var sightings: [Sighting] = []
 
@@ -97,7 +99,7 @@ public final class ProcSource {
         destroyListener?.giveBack((destroyed, snapshot.destroysLost))
     }
 
-    private func read(heard: (notices: [DestroyNotice], lost: Int)?) throws(ConnLogError) -> Snapshot {
+    private func read(heard: DestroyListener.Heard?) throws(ConnLogError) -> Snapshot {
         let started = FileReading.monotonicNanoseconds()
         let at = TimeText.nowMilliseconds()
         sightings.removeAll(keepingCapacity: true)
@@ -138,24 +140,21 @@ public final class ProcSource {
         if let owners {
             attributed = owners.owners(of: sightings.lazy.map(\.inode))
         }
+        // The notices go with the netlink source: a fall back to the tables in this sample drops them.
+        let heard = netlink == nil ? nil : heard
+        if let lost = heard?.lost, lost > 0 {
+            problems.append(
+                "the kernel dropped socket destroy notifications \(lost) times (its buffer for connlog was full): some closes are dated by the samples alone, and some short-lived connections were missed; raise --destroy-buffer"
+            )
+        }
         var snapshot = Snapshot(
             at: at, namespace: try namespaceID(), bootID: try bootID(), sightings: sightings,
             counters: counters, malformedLines: malformed, owners: attributed, attributed: owners != nil,
             readMicroseconds: readTime)
         snapshot.problems = problems
-        if netlink != nil {
-            snapshot.source = "netlink"
-            if let heard {
-                snapshot.destroyed = heard.notices
-                snapshot.destroysLost = heard.lost
-                if heard.lost > 0 {
-                    problems.append(
-                        "the kernel dropped socket destroy notifications \(heard.lost) times (its buffer for connlog was full): some closes are dated by the samples alone, and some short-lived connections were missed; raise --destroy-buffer"
-                    )
-                    snapshot.problems = problems
-                }
-            }
-        }
+        snapshot.source = socketSource
+        snapshot.destroyed = heard?.notices
+        snapshot.destroysLost = heard?.lost ?? 0
         return snapshot
     }
 

@@ -251,9 +251,10 @@ public struct Tracker: Sendable {
             closing.append(position)
             diff.events.append(.close(connection: connection.id, last: connection.state, reason: .ambiguous))
         }
-        // A sighting is inbound when its local port was listening at the previous sample or is now.
+        // A new connection (seen, or known from its destroy notice) is inbound when its local port
+        // was listening at the previous sample or is now.
         var listeningPorts: Set<UInt16> = []
-        if !unmatched.isEmpty {
+        if !unmatched.isEmpty || !notices.isEmpty {
             listeningPorts = state.listeningPorts ?? Self.listeningPorts(of: state.table.connections)
             for sighting in sightings where sighting.state == .listen { listeningPorts.insert(sighting.key.local.port) }
         }
@@ -279,8 +280,8 @@ public struct Tracker: Sendable {
         }
         if !notices.isEmpty {
             claim(
-                &notices, previouslyClosed: previouslyClosed, closures: &pendingClosures, eventsAt: opensStart, snapshot: snapshot,
-                into: &diff)
+                &notices, previouslyClosed: previouslyClosed, closures: &pendingClosures, listeningPorts: listeningPorts,
+                eventsAt: opensStart, snapshot: snapshot, into: &diff)
         }
         let listenerChanged = diff.events.contains { event in
             if case .state(_, let from, let to) = event { return from == .listen || to == .listen }
@@ -291,7 +292,7 @@ public struct Tracker: Sendable {
         {
             state.listeningPorts = Self.listeningPorts(of: state.table.connections)
         }
-        revisePreviousSample(previouslyClosed: Array(previouslyClosed.values) + previouslyBetweenSamples, into: &diff)
+        revisePreviousSample(previouslyClosed: previouslyClosed, previouslyBetweenSamples: previouslyBetweenSamples, into: &diff)
         classify(pendingClosures, into: &diff)
 
         state.last = (snapshot.at, snapshot.bootID, snapshot.counters, expectedInterval)
@@ -317,7 +318,7 @@ public struct Tracker: Sendable {
     /// matched by cookie alone, and one that matches nothing names no connection to record.
     private mutating func claim(
         _ notices: inout [UInt64: DestroyNotice], previouslyClosed: [SocketKey: TrackedConnection], closures: inout [TrackedConnection],
-        eventsAt opensStart: Int, snapshot: Snapshot, into diff: inout SampleDiff
+        listeningPorts: Set<UInt16>, eventsAt opensStart: Int, snapshot: Snapshot, into diff: inout SampleDiff
     ) {
         var closingByKey: [SocketKey: Int] = [:]
         var closingByCookie: [UInt64: Int] = [:]
@@ -325,8 +326,6 @@ public struct Tracker: Sendable {
             closingByKey[connection.key] = index
             if connection.cookie != 0 { closingByCookie[connection.cookie] = index }
         }
-        // The listener ports, for the direction of connections recorded here.
-        let listeningPorts = Self.listeningPorts(of: state.table.connections)
         // A TIME_WAIT socket took over from the last socket freed on its key: when a client
         // reuses the port between two samples, the earlier sockets' TIME_WAIT ones are gone.
         var lastOnKey: [SocketKey: UInt64] = [:]
@@ -523,10 +522,14 @@ public struct Tracker: Sendable {
 
     /// A withdrawn close that was one of the previous sample's V leaves a smaller V there; its
     /// other candidates are judged again against the same R.
-    private func revisePreviousSample(previouslyClosed: [TrackedConnection], into diff: inout SampleDiff) {
+    private func revisePreviousSample(
+        previouslyClosed: [SocketKey: TrackedConnection], previouslyBetweenSamples: [TrackedConnection], into diff: inout SampleDiff
+    ) {
         let withdrawn = state.lastCandidates.intersection(diff.reopened)
         guard !withdrawn.isEmpty else { return }
-        let remaining = previouslyClosed.filter { state.lastCandidates.contains($0.id) && !withdrawn.contains($0.id) }
+        let remaining = (previouslyClosed.values + previouslyBetweenSamples).filter {
+            state.lastCandidates.contains($0.id) && !withdrawn.contains($0.id)
+        }
         diff.revisedPreviousCandidates = remaining.count
         for connection in remaining.sorted(by: { $0.id < $1.id }) {
             let reason = Self.abruptEnding(of: connection, resets: state.lastResets, candidates: remaining.count)
