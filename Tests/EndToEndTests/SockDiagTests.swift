@@ -45,8 +45,14 @@ struct SockDiagTests {
         close(client)
         close(server)
         let ports: Set<UInt16> = [listener4.port, listener6.port]
+        // A listener may reuse the port of an older connection still in TIME_WAIT (SO_REUSEADDR):
+        // of the TIME_WAIT sockets, only this test's own is ours.
         func ours(_ sightings: [Sighting]) -> Set<Seen> {
-            Set(sightings.filter { ports.contains($0.key.local.port) || ports.contains($0.key.remote.port) }.map(Seen.init))
+            Set(
+                sightings.filter {
+                    (ports.contains($0.key.local.port) || ports.contains($0.key.remote.port))
+                        && ($0.state != .timeWait || $0.key.local.port == timeWaitPort)
+                }.map(Seen.init))
         }
         let diag = try SockDiag()
         // Both reads of a moment when nothing is in flight: retried, since loopback handshakes
@@ -78,6 +84,7 @@ struct SockDiagTests {
             let local = fields[3]
             let remote = fields[4]
             guard ports.contains(where: { local.hasSuffix(":\($0)") || remote.hasSuffix(":\($0)") }) else { continue }
+            guard state != .timeWait || local.hasSuffix(":\(timeWaitPort)") else { continue }
             // ss writes a listener's peer as *; the dump has the unspecified address and port 0.
             listed.insert("\(local) \(remote.hasSuffix(":*") ? "*" : remote) \(state)")
         }
