@@ -26,7 +26,48 @@ CREATE TABLE connection_details (
 -- `connlog query retransmits` finds connections that retransmitted without reading the others.
 CREATE INDEX connection_details_retransmitting ON connection_details(retransmitted_segments) WHERE retransmitted_segments > 0;
 
+-- Per peer, the traffic of its connections read over netlink, so that `peers` over the whole
+-- history shows bytes without reading every connection. `measured`: how many of its connections
+-- carry traffic (bytes_acked not NULL); the bytes are summed over those.
+ALTER TABLE peer_totals ADD COLUMN measured INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE peer_totals ADD COLUMN bytes_acked INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE peer_totals ADD COLUMN bytes_received INTEGER NOT NULL DEFAULT 0;
+
+-- Each write of a connection's traffic moves its peer's totals by the difference. A connection new
+-- in this sample may have no totals row yet (the sample's grouped statement adds its opens at the
+-- end of the transaction, Store+Totals.swift): the row is made here, counting no connection yet.
+CREATE TRIGGER peer_totals_traffic_add AFTER INSERT ON connection_details
+WHEN NEW.bytes_acked IS NOT NULL OR NEW.bytes_received IS NOT NULL BEGIN
+    INSERT INTO peer_totals (remote_address, direction, service_port, connections, still_open, opens, closes, resets,
+                             failed_connects, ambiguous, measured, bytes_acked, bytes_received)
+    SELECT remote_address, direction, service_port, 0, 0, 0, 0, 0, 0, 0,
+           NEW.bytes_acked IS NOT NULL, COALESCE(NEW.bytes_acked, 0), COALESCE(NEW.bytes_received, 0)
+    FROM connections WHERE id = NEW.connection_id
+    ON CONFLICT DO UPDATE SET measured = measured + excluded.measured, bytes_acked = bytes_acked + excluded.bytes_acked,
+                              bytes_received = bytes_received + excluded.bytes_received;
+END;
+CREATE TRIGGER peer_totals_traffic_change AFTER UPDATE OF bytes_acked, bytes_received ON connection_details
+WHEN NEW.bytes_acked IS NOT OLD.bytes_acked OR NEW.bytes_received IS NOT OLD.bytes_received BEGIN
+    INSERT INTO peer_totals (remote_address, direction, service_port, connections, still_open, opens, closes, resets,
+                             failed_connects, ambiguous, measured, bytes_acked, bytes_received)
+    SELECT remote_address, direction, service_port, 0, 0, 0, 0, 0, 0, 0,
+           (NEW.bytes_acked IS NOT NULL) - (OLD.bytes_acked IS NOT NULL),
+           COALESCE(NEW.bytes_acked, 0) - COALESCE(OLD.bytes_acked, 0),
+           COALESCE(NEW.bytes_received, 0) - COALESCE(OLD.bytes_received, 0)
+    FROM connections WHERE id = NEW.connection_id
+    ON CONFLICT DO UPDATE SET measured = measured + excluded.measured, bytes_acked = bytes_acked + excluded.bytes_acked,
+                              bytes_received = bytes_received + excluded.bytes_received;
+END;
+
+-- A connection's details go with it, and its traffic with them from its peer's totals (whose row
+-- may already be gone with its last connection).
 CREATE TRIGGER connection_details_remove AFTER DELETE ON connections BEGIN
+    UPDATE peer_totals SET
+        measured = peer_totals.measured - (x.bytes_acked IS NOT NULL),
+        bytes_acked = peer_totals.bytes_acked - COALESCE(x.bytes_acked, 0),
+        bytes_received = peer_totals.bytes_received - COALESCE(x.bytes_received, 0)
+    FROM (SELECT bytes_acked, bytes_received FROM connection_details WHERE connection_id = OLD.id) AS x
+    WHERE remote_address = OLD.remote_address AND direction = OLD.direction AND service_port = OLD.service_port;
     DELETE FROM connection_details WHERE connection_id = OLD.id;
 END;
 
@@ -65,6 +106,16 @@ CREATE TRIGGER stay_lengths_remove AFTER DELETE ON events BEGIN
     DELETE FROM stay_lengths WHERE stays = 0;
     DELETE FROM stay_length_buckets WHERE stays = 0;
 END;
+
+-- What peer_totals holds, recounted from the connections by its definition: for checking it.
+CREATE VIEW peer_totals_recounted AS
+SELECT c.remote_address, c.direction, c.service_port,
+       count(*), sum(c.closed_at IS NULL), sum(c.preexisting = 0), sum(c.closed_at IS NOT NULL AND c.end_reason IS NOT 7),
+       sum(c.end_reason IS 3), sum(c.end_reason IS 6), sum(c.end_reason IS 5), max(c.last_seen),
+       max(CASE WHEN c.end_reason = 3 THEN c.closed_at END),
+       count(x.bytes_acked), COALESCE(sum(x.bytes_acked), 0), COALESCE(sum(x.bytes_received), 0)
+FROM connections c LEFT JOIN connection_details x ON x.connection_id = c.id
+GROUP BY 1, 2, 3;
 
 -- What stay_lengths holds, recounted from the events by its definition: for checking it.
 CREATE VIEW stay_lengths_recounted AS

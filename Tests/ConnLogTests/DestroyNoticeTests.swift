@@ -234,18 +234,28 @@ struct DestroyNoticeTests {
     }
 
     /// What the netlink source adds is stored and asked about: `traffic` ranks peers by bytes
-    /// and counts the short-lived, `retransmits` lists retransmitted segments.
+    /// and counts the short-lived, `peers` sums bytes (from its running totals over the whole
+    /// history), a close in the `timeline` shows what its connection carried, `retransmits`
+    /// lists retransmitted segments.
     @Test func trafficAndRetransmittedSegmentsReachTheQuestions() throws {
         let scratch = try ScratchStore()
         let store = scratch.store
         var d = Driver()
         func record(_ diff: SampleDiff) throws { try scratch.record(diff, bootID: d.bootID) }
+        func ask(_ question: Question, _ parameters: QuestionParameters? = nil) throws -> [[String]] {
+            var rows: [[String]] = []
+            _ = try store.ask(question, parameters ?? QuestionParameters(now: d.at)) { row in
+                rows.append(row.map { QuestionTests.text($0) })
+            }
+            return rows
+        }
         let lossy = key(40010, 443, remote: "10.0.0.7")
         var sighting = cookied(socket(lossy, .established), 11)
         sighting.traffic = Traffic(
             bytesAcked: 900, bytesReceived: 40, segmentsOut: 30, segmentsIn: 20, retransmittedSegments: 4, rttMicroseconds: 2500)
         try record(sample(&d, [], destroyed: []))
         try record(sample(&d, [sighting], destroyed: []))
+        #expect(try ask(Question.peers).map { Array($0[0...6]) } == [["10.0.0.7", "1", "1", "0", "0", "900", "40"]])
         // It goes, and its notice carries the final figures; another lives between the samples.
         var final = traffic
         final.retransmittedSegments = 6
@@ -257,12 +267,17 @@ struct DestroyNoticeTests {
                     DestroyNotice(at: d.at + 100, key: lossy, cookie: 11, traffic: final, established: true),
                     notice(quick, cookie: 12, at: d.at + 200),
                 ], resetsSince: 2))
-        func ask(_ question: Question) throws -> [[String]] {
-            var rows: [[String]] = []
-            _ = try store.ask(question, QuestionParameters(now: d.at)) { row in rows.append(row.map { QuestionTests.text($0) }) }
-            return rows
-        }
         #expect(try ask(Question.traffic) == [["10.0.0.7", "2", "1", "10002", "640", "18", "14", "6", "0.04"]])
+        // The final figures replaced the last read ones in the totals; asked of a window, the
+        // connections' own rows give the same.
+        let peers = [["10.0.0.7", "2", "2", "2", "2", "10002", "640"]]
+        #expect(try ask(Question.peers).map { Array($0[0...6]) } == peers)
+        #expect(try ask(Question.peers, QuestionParameters(port: 443, now: d.at)).map { Array($0[0...6]) } == peers)
+        let closes = try ask(Question.timeline).filter { $0[1] == "close" }
+        #expect(
+            closes.map { Array($0[5...]) } == [
+                ["10.0.0.7:443", "NULL", "NULL", "5001", "320"], ["10.0.0.7:443", "NULL", "NULL", "5001", "320"],
+            ])
         let retransmits = try ask(Question.retransmits)
         #expect(retransmits.map { Array($0[0...5]) } == [["10.0.0.7", "127.0.0.1:40010", "10.0.0.7:443", "0", "6", "9"]])
         #expect(

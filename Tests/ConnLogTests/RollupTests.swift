@@ -154,7 +154,14 @@ struct RollupTests {
                 sightings.append(socket(connection.key, connection.state!, inode: connection.inode))
             }
             if netlink {
-                for index in sightings.indices { sightings[index].cookie = sightings[index].inode }
+                // Traffic grows as the samples go; a socket without tcp_info (TIME_WAIT) has none.
+                for index in sightings.indices {
+                    sightings[index].cookie = sightings[index].inode
+                    if sightings[index].state != .timeWait && sightings[index].state != .listen {
+                        sightings[index].traffic = Traffic(
+                            bytesAcked: UInt64(samples) * 100 + sightings[index].inode, bytesReceived: UInt64(samples) * 7)
+                    }
+                }
             }
             var snapshot = Snapshot(
                 at: at, namespace: 7, bootID: bootID, sightings: sightings, counters: [Snapshot.estabResetsCounter: resets])

@@ -111,6 +111,24 @@ extension CollectTests {
             let row = traffic.stdout.split(separator: "\r\n").dropFirst().first?.split(separator: ",").map(String.init) ?? []
             #expect(row.prefix(4) == ["127.0.0.1", "4000", "\(betweenSamples + serversBetweenSamples)", "\(acked)"], "\(traffic.stdout)")
             #expect((received...received + 2000).contains(Int(row.count > 4 ? row[4] : "") ?? 0), "\(traffic.stdout)")
+            // `peers` has the same bytes, and each client's close in the timeline what it carried.
+            let peers = try run(["query", "peers", "--db", netlinkDB, "--port", "\(workload.port)", "--format", "csv"])
+            let peer = peers.stdout.split(separator: "\r\n").dropFirst().first?.split(separator: ",").map(String.init) ?? []
+            #expect(peers.status == 0, "\(peers.stderr)")
+            #expect(
+                peer.count > 6 && [peer[0], peer[1], peer[5], peer[6]] == ["127.0.0.1", "4000", "\(acked)", row[4]], "\(peers.stdout)")
+            let timeline = try run([
+                "query", "timeline", "--db", netlinkDB, "--port", "\(workload.port)", "--limit", "100000", "--format", "csv",
+            ])
+            #expect(timeline.status == 0, "\(timeline.stderr)")
+            let server = "127.0.0.1:\(workload.port)"
+            let carried = ["\(ShortLived.request + 2)", "\(ShortLived.answer + 1)"]
+            let clientCloses: [[String]] = timeline.stdout.split(separator: "\r\n").compactMap { line in
+                let fields = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+                return fields.count == 10 && fields[1] == "close" && fields[5] == server ? fields : nil
+            }
+            #expect(clientCloses.count == 2000)
+            #expect(clientCloses.allSatisfy { Array($0[8...]) == carried }, "\(clientCloses.prefix(2))")
             // The samples took every notice, and none was dropped.
             let notices = try query(netlinkDB, "SELECT sum(destroys) >= 4000, sum(destroys_lost) FROM samples")
             #expect(notices == [["1", "0"]])

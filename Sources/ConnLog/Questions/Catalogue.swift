@@ -159,13 +159,16 @@ extension Question {
         name: "timeline",
         summary: "events in time order: opens, state changes, closes",
         accepts: [.since, .until, .limit, .peer, .port, .state],
-        columns: ["time", "event", "from_state", "to_state", "local", "remote", "pid", "program"],
-        caveats: [],
+        columns: ["time", "event", "from_state", "to_state", "local", "remote", "pid", "program", "bytes_acked", "bytes_received"],
+        caveats: [
+            "a close shows what its connection carried, when it was read over netlink: its final traffic once the kernel freed the socket, else the last read"
+        ],
         sql: """
             SELECT \(Fragment.iso("s.at")) AS time, k.name AS event, fs.name AS from_state, ts.name AS to_state,
                    \(Fragment.endpoint("la", "c.local_port")) AS local, \(Fragment.endpoint("ra", "c.remote_port")) AS remote,
-                   c.pid, p.name AS program
+                   c.pid, p.name AS program, x.bytes_acked, x.bytes_received
             \(Fragment.eventRows)
+            LEFT JOIN connection_details x ON x.connection_id = c.id AND e.kind = 3
             WHERE \(Fragment.eventsInTime)
               AND (:peer IS NULL OR ra.text = :peer OR la.text = :peer) AND \(Fragment.portFilter)
               AND (:state IS NULL OR e.from_state = :state OR e.to_state = :state)
@@ -175,19 +178,23 @@ extension Question {
 
     static let peers = Question(
         name: "peers",
-        summary: "remote addresses by connections, with opens, closes and resets",
+        summary: "remote addresses by connections, with opens, closes, resets and bytes",
         accepts: [.since, .until, .limit, .peer, .port],
-        columns: ["peer", "connections", "opens", "closes", "resets", "first_seen", "last_seen"],
-        caveats: [],
+        columns: ["peer", "connections", "opens", "closes", "resets", "bytes_acked", "bytes_received", "first_seen", "last_seen"],
+        caveats: [
+            "bytes are summed over the connections read over netlink, each its whole life as tcp_info counts it; empty where none was (the proc source), and `traffic` has more"
+        ],
         blindSpots: [.ambiguousEndings, .preexisting],
         sql: """
             SELECT ra.text AS peer, count(*) AS connections,
                    sum(c.first_seen >= :since AND c.preexisting = 0) AS opens,
                    sum(c.closed_at IS NOT NULL AND c.end_reason IS NOT 7 AND c.closed_at BETWEEN :since AND :until) AS closes,
                    sum(c.end_reason IS 3 AND c.closed_at BETWEEN :since AND :until) AS resets,
+                   sum(x.bytes_acked) AS bytes_acked, sum(x.bytes_received) AS bytes_received,
                    \(Fragment.iso("min(c.first_seen)")) AS first_seen,
                    \(Fragment.iso("max(COALESCE(c.last_seen, \(Fragment.latestSample)))")) AS last_seen
             FROM connections c JOIN addresses ra ON ra.id = c.remote_address
+            LEFT JOIN connection_details x ON x.connection_id = c.id
             WHERE c.direction <> 0 AND \(Fragment.aliveRows) AND \(Fragment.peerFilter) AND \(Fragment.portFilter)
             GROUP BY ra.id
             ORDER BY connections DESC, peer
@@ -198,6 +205,8 @@ extension Question {
             sql: """
                 SELECT ra.text AS peer, sum(t.connections) AS connections, sum(t.opens) AS opens, sum(t.closes) AS closes,
                        sum(t.resets) AS resets,
+                       CASE WHEN sum(t.measured) > 0 THEN sum(t.bytes_acked) END AS bytes_acked,
+                       CASE WHEN sum(t.measured) > 0 THEN sum(t.bytes_received) END AS bytes_received,
                        \(Fragment.iso("""
                            SELECT c.first_seen FROM connections c WHERE c.remote_address = t.remote_address AND c.direction <> 0
                            ORDER BY c.first_seen LIMIT 1

@@ -6,14 +6,17 @@
 /// row. Every later change to rows already counted (a close taken back, a reason revised,
 /// retention) is followed by the triggers in `Migrations/`, so the totals stay exact whoever
 /// changes history. The statements match the migrations' rebuilds restricted to one sample;
-/// RollupTests hold them to those rebuilds.
+/// RollupTests hold them to those rebuilds. (A connection's traffic reaches `peer_totals` by
+/// trigger on each write of its details: how much it changed is known only against the row the
+/// write replaces.)
 extension Store {
     func addToTotals(sample sampleID: Int64) throws {
         let sample = SQLValue.integer(sampleID)
         // Its new connections (open events) and its closes, per remote address, direction and service port.
         try database.cached(
             """
-            INSERT INTO peer_totals
+            INSERT INTO peer_totals (remote_address, direction, service_port, connections, still_open, opens, closes, resets,
+                                     failed_connects, ambiguous, last_seen, last_reset)
             SELECT c.remote_address, c.direction, c.service_port,
                    sum(e.kind = 1), sum(e.kind = 1) - sum(e.kind = 3), sum(e.kind = 1 AND c.preexisting = 0),
                    sum(e.kind = 3 AND c.end_reason IS NOT 7), sum(e.kind = 3 AND c.end_reason IS 3),
