@@ -119,8 +119,11 @@ do {
             ])
 
     case "burst":
-        // N connections open in one sample and all close in the next.
+        // N connections open in one sample and all close in the next. On the netlink source
+        // (source=netlink) each has a cookie and traffic, and the close sample takes a destroy
+        // notice for each with its final traffic: every connection's details are written twice.
         let count = option("connections", 100_000)
+        let netlink = options["source"] == "netlink"
         let db = scratchDatabase("burst")
         defer { removeDatabase(db) }
         let store = try Store(path: db, access: .write)
@@ -129,19 +132,37 @@ do {
         let sightings = (0..<count).map { index -> Sighting in
             let peer: UInt32 = 0x7F01_0000 | UInt32(index / 50_000 + 1) << 8 | UInt32(index % 200 + 1)
             let remote = Endpoint(address: IPAddress(ipv4: peer), port: UInt16(10_000 + index % 50_000))
-            return Sighting(
+            var sighting = Sighting(
                 key: SocketKey(local: Endpoint(address: local, port: 443), remote: remote), state: .established, inode: UInt64(1000 + index)
             )
+            if netlink {
+                sighting.cookie = UInt64(1000 + index)
+                sighting.traffic = Traffic(bytesAcked: 1001, bytesReceived: 2001, segmentsOut: 5, segmentsIn: 6, rttMicroseconds: 40)
+            }
+            return sighting
         }
         let start: Int64 = 1_790_000_000_000
         var windowID: Int64?
         var phases: [(String, Double, Int)] = []
         for (offset, table) in [sightings, []].enumerated() {
-            let snapshot = Snapshot(
+            var snapshot = Snapshot(
                 at: start + Int64(offset) * 1000, namespace: 1, bootID: "b", sightings: table, counters: ["Tcp.EstabResets": 0])
+            if netlink {
+                snapshot.source = "netlink"
+                snapshot.destroyed =
+                    offset == 0
+                    ? []
+                    : sightings.map {
+                        DestroyNotice(
+                            at: snapshot.at - 10, key: $0.key, cookie: $0.cookie,
+                            traffic: Traffic(bytesAcked: 5002, bytesReceived: 9002, segmentsOut: 9, segmentsIn: 10, rttMicroseconds: 40),
+                            established: true)
+                    }
+            }
             let diff = tracker.apply(snapshot, expectedInterval: 1000)
             let began = now()
-            windowID = try store.record(diff, context: .init(namespace: 1, bootID: "b", windowID: windowID, interval: 1000))
+            windowID = try store.record(
+                diff, context: .init(namespace: 1, bootID: "b", windowID: windowID, interval: 1000, source: snapshot.source))
             phases.append((offset == 0 ? "open" : "close", Double(now() - began) / 1_000_000, diff.events.count))
         }
         // SQLite's own rate for the same rows: a plain INSERT into a copy of the events table and its indexes.
@@ -169,10 +190,13 @@ do {
         }
         let referenceMs = Double(now() - began) / 1_000_000
         let close = phases[1]
+        let details = try store.database.scalarInt("SELECT count(*) FROM connection_details WHERE destroyed_at IS NOT NULL") ?? 0
+        guard details == (netlink ? count : 0) else { fail("burst: \(details) connections have their destroy notice, not \(count)") }
         report(
             "burst",
             [
-                ("connections", "\(count)"), ("open_ms", format(phases[0].1)), ("close_ms", format(close.1)),
+                ("source", netlink ? "netlink" : "proc"), ("connections", "\(count)"), ("open_ms", format(phases[0].1)),
+                ("close_ms", format(close.1)),
                 ("close_events", "\(close.2)"), ("events_per_s", "\(Int(Double(close.2) / close.1 * 1000))"),
                 ("sqlite_plain_ms", format(referenceMs)), ("sqlite_plain_rows_per_s", "\(Int(Double(rows.count) / referenceMs * 1000))"),
             ])
