@@ -17,7 +17,8 @@ CREATE TABLE connection_details (
     segments_out INTEGER,               -- tcpi_segs_out
     segments_in INTEGER,                -- tcpi_segs_in
     retransmitted_segments INTEGER,     -- tcpi_total_retrans
-    rtt_us INTEGER                      -- tcpi_rtt: smoothed round-trip time, microseconds
+    rtt_us INTEGER,                     -- tcpi_rtt: smoothed round-trip time, microseconds
+    cwnd INTEGER                        -- tcpi_snd_cwnd: congestion window, segments
 );
 -- The traffic columns hold the last sighting's figures (an open connection's are written at least
 -- once a minute), and the final ones once the kernel freed the socket. NULL: no tcp_info was read
@@ -59,8 +60,9 @@ WHEN NEW.bytes_acked IS NOT OLD.bytes_acked OR NEW.bytes_received IS NOT OLD.byt
                               bytes_received = bytes_received + excluded.bytes_received;
 END;
 
--- A connection's details go with it, and its traffic with them from its peer's totals (whose row
--- may already be gone with its last connection).
+-- A connection's details go with it, and its traffic with them from its peer's totals. (Run before
+-- or after peer_totals_remove, the totals come out the same: a row gone with its last connection
+-- needs nothing taken out.)
 CREATE TRIGGER connection_details_remove AFTER DELETE ON connections BEGIN
     UPDATE peer_totals SET
         measured = peer_totals.measured - (x.bytes_acked IS NOT NULL),
@@ -151,7 +153,7 @@ SELECT c.id,
        COALESCE(x.between_samples, 0) AS between_samples,
        strftime('%Y-%m-%dT%H:%M:%fZ', x.destroyed_at / 1000.0, 'unixepoch') AS destroyed_at,
        x.bytes_acked, x.bytes_received, x.segments_out, x.segments_in, x.retransmitted_segments,
-       x.rtt_us / 1000.0 AS rtt_ms
+       x.rtt_us / 1000.0 AS rtt_ms, x.cwnd
 FROM connections c
 JOIN namespaces n ON n.id = c.namespace_id
 JOIN addresses la ON la.id = c.local_address

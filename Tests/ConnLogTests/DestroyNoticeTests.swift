@@ -168,6 +168,22 @@ struct DestroyNoticeTests {
             try QuestionTests.rows(of: "SELECT count(*), count(destroyed_at) FROM connection_details", in: scratch.store) == [["1", "1"]])
     }
 
+    /// Retention shorter than the wait for a notice may remove the connection first: its late
+    /// notice then leaves nothing behind, not a details row for an id a later connection could get.
+    @Test func aLateNoticeForAPrunedConnectionLeavesNoRow() throws {
+        let scratch = try ScratchStore()
+        var d = Driver()
+        try scratch.record(sample(&d, [cookied(socket(client, .established), 9)], destroyed: []), bootID: d.bootID)
+        try scratch.record(sample(&d, [], destroyed: [], resetsSince: 1), bootID: d.bootID)
+        #expect(try scratch.store.prune(before: d.at + 1).deleted > 0)
+        let late = sample(&d, [], destroyed: [notice(client, cookie: 9, at: d.at + 3)])
+        #expect(late.lateDestroys.map(\.connection) == [1])
+        try scratch.record(late, bootID: d.bootID)
+        #expect(try QuestionTests.rows(of: "SELECT count(*) FROM connections", in: scratch.store) == [["0"]])
+        #expect(try QuestionTests.rows(of: "SELECT count(*) FROM connection_details", in: scratch.store) == [["0"]])
+        #expect(try QuestionTests.rows(of: "SELECT count(*) FROM peer_totals", in: scratch.store) == [["0"]])
+    }
+
     /// A notice goes to the connection with its cookie before any match by key: here the key's
     /// new connection waits in TIME_WAIT while the old one's notice comes late.
     @Test func theCookieDecidesBeforeTheKey() {

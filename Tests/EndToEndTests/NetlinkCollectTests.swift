@@ -129,6 +129,11 @@ extension CollectTests {
             }
             #expect(clientCloses.count == 2000)
             #expect(clientCloses.allSatisfy { Array($0[8...]) == carried }, "\(clientCloses.prefix(2))")
+            // Every connection with traffic has its congestion window.
+            #expect(
+                try query(netlinkDB, "SELECT count(*) FROM connection_details WHERE bytes_acked IS NOT NULL AND COALESCE(cwnd, 0) = 0") == [
+                    ["0"]
+                ])
             // The samples took every notice, and none was dropped.
             let notices = try query(netlinkDB, "SELECT sum(destroys) >= 4000, sum(destroys_lost) FROM samples")
             #expect(notices == [["1", "0"]])

@@ -132,6 +132,11 @@ extension CollectTests {
             #expect(clientEnd.traffic?.bytesReceived == 0)
             #expect((clientEnd.traffic?.segmentsOut ?? 0) >= 2 && (serverEnd.traffic?.segmentsIn ?? 0) >= 2)
             #expect(clientEnd.cookie != 0 && serverEnd.cookie != 0 && clientEnd.cookie != serverEnd.cookie)
+            // The congestion window, as `ss -ti` shows it (an idle connection's stays put).
+            let info = try run(
+                ["-tinH", "state", "established", "( sport = :\(clientKey) )"], executable: URL(fileURLWithPath: "/usr/bin/ss"))
+            let cwnd = info.stdout.split(whereSeparator: \.isWhitespace).first { $0.hasPrefix("cwnd:") }.flatMap { UInt32($0.dropFirst(5)) }
+            #expect(cwnd != nil && clientEnd.traffic?.congestionWindow == cwnd, "\(info.stdout)")
             // A second dump gives each socket the same cookie.
             var again: [Sighting] = []
             try diag.dump(into: &again)

@@ -91,10 +91,12 @@ public struct Traffic: Hashable, Sendable {
     public var retransmittedSegments: UInt32
     /// `tcpi_rtt`: the smoothed round-trip time, in microseconds.
     public var rttMicroseconds: UInt32
+    /// `tcpi_snd_cwnd`: the congestion window, in segments.
+    public var congestionWindow: UInt32
 
     public init(
         bytesAcked: UInt64 = 0, bytesReceived: UInt64 = 0, segmentsOut: UInt32 = 0, segmentsIn: UInt32 = 0,
-        retransmittedSegments: UInt32 = 0, rttMicroseconds: UInt32 = 0
+        retransmittedSegments: UInt32 = 0, rttMicroseconds: UInt32 = 0, congestionWindow: UInt32 = 0
     ) {
         self.bytesAcked = bytesAcked
         self.bytesReceived = bytesReceived
@@ -102,6 +104,7 @@ public struct Traffic: Hashable, Sendable {
         self.segmentsIn = segmentsIn
         self.retransmittedSegments = retransmittedSegments
         self.rttMicroseconds = rttMicroseconds
+        self.congestionWindow = congestionWindow
     }
 }
 

@@ -144,7 +144,8 @@ public final class SockDiag {
                 }
                 sighting.traffic = Traffic(
                     bytesAcked: info.tcpi_bytes_acked, bytesReceived: info.tcpi_bytes_received, segmentsOut: info.tcpi_segs_out,
-                    segmentsIn: info.tcpi_segs_in, retransmittedSegments: info.tcpi_total_retrans, rttMicroseconds: info.tcpi_rtt)
+                    segmentsIn: info.tcpi_segs_in, retransmittedSegments: info.tcpi_total_retrans, rttMicroseconds: info.tcpi_rtt,
+                    congestionWindow: info.tcpi_snd_cwnd)
                 delivered = info.tcpi_delivered > 0 || info.tcpi_bytes_received > 0
                 // The dump's own count is the probes sent for the keepalive and zero-window
                 // timers; the proc tables' retrnsmt is always the retransmit timeouts, as here.

@@ -117,7 +117,7 @@ extension Store {
                    c.direction, c.preexisting, c.first_seen, c.time_wait_at, c.max_retransmits, c.max_tx_queue,
                    c.max_rx_queue, c.pid, p.name, c.end_reason, c.local_address, c.remote_address,
                    x.cookie, x.between_samples, x.bytes_acked, x.bytes_received, x.segments_out, x.segments_in,
-                   x.retransmitted_segments, x.rtt_us, x.destroyed_at
+                   x.retransmitted_segments, x.rtt_us, x.destroyed_at, x.cwnd
             FROM connections c
             JOIN addresses la ON la.id = c.local_address
             JOIN addresses ra ON ra.id = c.remote_address
@@ -154,7 +154,8 @@ extension Store {
                         bytesAcked: UInt64(bitPattern: acked), bytesReceived: UInt64(bitPattern: row.int64(24)),
                         segmentsOut: UInt32(truncatingIfNeeded: row.int64(25)), segmentsIn: UInt32(truncatingIfNeeded: row.int64(26)),
                         retransmittedSegments: UInt32(truncatingIfNeeded: row.int64(27)),
-                        rttMicroseconds: UInt32(truncatingIfNeeded: row.int64(28)))
+                        rttMicroseconds: UInt32(truncatingIfNeeded: row.int64(28)),
+                        congestionWindow: UInt32(truncatingIfNeeded: row.optionalInt64(30) ?? 0))
                 }
             }
             body(connection, row.optionalInt64(18).flatMap { EndReason(rawValue: Int($0)) })
@@ -282,8 +283,8 @@ extension Store {
         let details = try database.cached(
             """
             INSERT OR FAIL INTO connection_details (connection_id, cookie, between_samples, destroyed_at, bytes_acked,
-                bytes_received, segments_out, segments_in, retransmitted_segments, rtt_us)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                bytes_received, segments_out, segments_in, retransmitted_segments, rtt_us, cwnd)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (connection_id) DO UPDATE SET
                 cookie = excluded.cookie, destroyed_at = COALESCE(excluded.destroyed_at, destroyed_at),
                 bytes_acked = COALESCE(excluded.bytes_acked, bytes_acked),
@@ -291,7 +292,7 @@ extension Store {
                 segments_out = COALESCE(excluded.segments_out, segments_out),
                 segments_in = COALESCE(excluded.segments_in, segments_in),
                 retransmitted_segments = COALESCE(excluded.retransmitted_segments, retransmitted_segments),
-                rtt_us = COALESCE(excluded.rtt_us, rtt_us)
+                rtt_us = COALESCE(excluded.rtt_us, rtt_us), cwnd = COALESCE(excluded.cwnd, cwnd)
             """)
         func writeDetails(_ c: TrackedConnection) throws {
             guard c.cookie != 0 else { return }
@@ -344,8 +345,12 @@ extension Store {
             try writeDetails(c)
         }
         // A notice that came after the close (the upsert also makes the row of a connection read
-        // from the proc tables, which has none).
+        // from the proc tables, which has none). Retention shorter than the wait for a notice may
+        // have removed the connection: a row for its id would then be an orphan.
         for late in diff.lateDestroys {
+            guard try database.scalarInt("SELECT 1 FROM connections WHERE id = ?", [.integer(late.connection)]) != nil else {
+                continue
+            }
             try details.run(
                 [.integer(late.connection), .integer(Int64(bitPattern: late.cookie)), .integer(0), .integer(late.at)]
                     + Self.trafficValues(late.traffic))
@@ -369,12 +374,13 @@ extension Store {
         return windowID
     }
 
-    /// The six traffic columns of `connection_details`, NULL without tcp_info.
+    /// The seven traffic columns of `connection_details`, NULL without tcp_info.
     static func trafficValues(_ t: Traffic?) -> [SQLValue] {
         [
             SQLValue(t.map { Int64(bitPattern: $0.bytesAcked) }), SQLValue(t.map { Int64(bitPattern: $0.bytesReceived) }),
             SQLValue(t.map { Int64($0.segmentsOut) }), SQLValue(t.map { Int64($0.segmentsIn) }),
             SQLValue(t.map { Int64($0.retransmittedSegments) }), SQLValue(t.map { Int64($0.rttMicroseconds) }),
+            SQLValue(t.map { Int64($0.congestionWindow) }),
         ]
     }
 
