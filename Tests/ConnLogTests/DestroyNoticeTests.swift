@@ -289,10 +289,12 @@ struct DestroyNoticeTests {
         let peers = [["10.0.0.7", "2", "2", "2", "2", "10002", "640"]]
         #expect(try ask(Question.peers).map { Array($0[0...6]) } == peers)
         #expect(try ask(Question.peers, QuestionParameters(port: 443, now: d.at)).map { Array($0[0...6]) } == peers)
+        // Each close with what it carried and when the kernel freed the socket.
         let closes = try ask(Question.timeline).filter { $0[1] == "close" }
+        let freed = [100, 200].map { TimeText.iso8601(d.at - 1000 + $0) }
         #expect(
             closes.map { Array($0[5...]) } == [
-                ["10.0.0.7:443", "NULL", "NULL", "5001", "320"], ["10.0.0.7:443", "NULL", "NULL", "5001", "320"],
+                ["10.0.0.7:443", "NULL", "NULL", "5001", "320", freed[0]], ["10.0.0.7:443", "NULL", "NULL", "5001", "320", freed[1]],
             ])
         let retransmits = try ask(Question.retransmits)
         #expect(retransmits.map { Array($0[0...5]) } == [["10.0.0.7", "127.0.0.1:40010", "10.0.0.7:443", "0", "6", "9"]])

@@ -146,9 +146,9 @@ struct QuestionTests {
         let rows = try ask("timeline") { $0.port = 80 }.rows
         #expect(
             rows == [
-                [Self.iso(1), "open", "NULL", "ESTABLISHED", "127.0.0.1:41001", "10.0.0.4:80", "NULL", "NULL", "NULL", "NULL"],
-                [Self.iso(4), "close", "ESTABLISHED", "NULL", "127.0.0.1:41001", "10.0.0.4:80", "NULL", "NULL", "NULL", "NULL"],
-                [Self.iso(4), "open", "NULL", "ESTABLISHED", "127.0.0.1:41001", "10.0.0.4:80", "NULL", "NULL", "NULL", "NULL"],
+                [Self.iso(1), "open", "NULL", "ESTABLISHED", "127.0.0.1:41001", "10.0.0.4:80", "NULL", "NULL", "NULL", "NULL", "NULL"],
+                [Self.iso(4), "close", "ESTABLISHED", "NULL", "127.0.0.1:41001", "10.0.0.4:80", "NULL", "NULL", "NULL", "NULL", "NULL"],
+                [Self.iso(4), "open", "NULL", "ESTABLISHED", "127.0.0.1:41001", "10.0.0.4:80", "NULL", "NULL", "NULL", "NULL", "NULL"],
             ])
         #expect(try ask("timeline") { $0.limit = 2 }.rows.count == 2)
         // Entering LAST_ACK, and leaving it by the close.

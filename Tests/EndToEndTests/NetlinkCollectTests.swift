@@ -125,10 +125,12 @@ extension CollectTests {
             let carried = ["\(ShortLived.request + 2)", "\(ShortLived.answer + 1)"]
             let clientCloses: [[String]] = timeline.stdout.split(separator: "\r\n").compactMap { line in
                 let fields = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
-                return fields.count == 10 && fields[1] == "close" && fields[5] == server ? fields : nil
+                return fields.count == 11 && fields[1] == "close" && fields[5] == server ? fields : nil
             }
             #expect(clientCloses.count == 2000)
-            #expect(clientCloses.allSatisfy { Array($0[8...]) == carried }, "\(clientCloses.prefix(2))")
+            // What it carried, and when the kernel freed it: before the sample that recorded the close.
+            #expect(
+                clientCloses.allSatisfy { Array($0[8...9]) == carried && !$0[10].isEmpty && $0[10] <= $0[0] }, "\(clientCloses.prefix(2))")
             // Every connection with traffic has its congestion window.
             #expect(
                 try query(netlinkDB, "SELECT count(*) FROM connection_details WHERE bytes_acked IS NOT NULL AND COALESCE(cwnd, 0) = 0") == [

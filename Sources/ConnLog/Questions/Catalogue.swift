@@ -159,14 +159,19 @@ extension Question {
         name: "timeline",
         summary: "events in time order: opens, state changes, closes",
         accepts: [.since, .until, .limit, .peer, .port, .state],
-        columns: ["time", "event", "from_state", "to_state", "local", "remote", "pid", "program", "bytes_acked", "bytes_received"],
+        columns: [
+            "time", "event", "from_state", "to_state", "local", "remote", "pid", "program", "bytes_acked", "bytes_received",
+            "destroyed_at",
+        ],
         caveats: [
-            "a close shows what its connection carried, when it was read over netlink: its final traffic once the kernel freed the socket, else the last read"
+            "a close shows what its connection carried, when it was read over netlink: its final traffic once the kernel freed the socket, else the last read",
+            "destroyed_at is when the kernel told it freed the socket, to the millisecond (netlink only): between the last sample that saw the connection and the close's time, or later for a socket its program held on to after a reset",
         ],
         sql: """
             SELECT \(Fragment.iso("s.at")) AS time, k.name AS event, fs.name AS from_state, ts.name AS to_state,
                    \(Fragment.endpoint("la", "c.local_port")) AS local, \(Fragment.endpoint("ra", "c.remote_port")) AS remote,
-                   c.pid, p.name AS program, x.bytes_acked, x.bytes_received
+                   c.pid, p.name AS program, x.bytes_acked, x.bytes_received,
+                   \(Fragment.iso("x.destroyed_at")) AS destroyed_at
             \(Fragment.eventRows)
             LEFT JOIN connection_details x ON x.connection_id = c.id AND e.kind = 3
             WHERE \(Fragment.eventsInTime)
