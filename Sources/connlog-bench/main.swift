@@ -27,6 +27,13 @@ let options: [String: String] = {
     guard let value = Int(text) else { fail("\(name) must be a whole number, got \(text)") }
     return value
 }
+/// source=proc (the default: the floor is the proc tables) or netlink.
+@MainActor func sourceOption() -> SocketSourceChoice {
+    guard let source = SocketSourceChoice(rawValue: options["source"] ?? "proc"), source != .auto else {
+        fail("source must be proc or netlink")
+    }
+    return source
+}
 let runs = option("runs", 10)
 let procRoot = options["proc-root"] ?? "/proc"
 
@@ -60,10 +67,7 @@ do {
         let processes = options["processes"] == "1"
         let db = scratchDatabase("sample")
         defer { removeDatabase(db) }
-        // source=proc (the default here: the floor is the proc tables) or netlink.
-        guard let source = SocketSourceChoice(rawValue: options["source"] ?? "proc"), source != .auto else {
-            fail("source must be proc or netlink")
-        }
+        let source = sourceOption()
         let recorder = try Recorder(
             databasePath: db, options: .init(procRoot: procRoot, attributeProcesses: processes, interval: 1000, source: source))
         var sockets = 0
@@ -123,7 +127,7 @@ do {
         // (source=netlink) each has a cookie and traffic, and the close sample takes a destroy
         // notice for each with its final traffic: every connection's details are written twice.
         let count = option("connections", 100_000)
-        let netlink = options["source"] == "netlink"
+        let netlink = sourceOption() == .netlink
         let db = scratchDatabase("burst")
         defer { removeDatabase(db) }
         let store = try Store(path: db, access: .write)
@@ -191,7 +195,8 @@ do {
         let referenceMs = Double(now() - began) / 1_000_000
         let close = phases[1]
         let details = try store.database.scalarInt("SELECT count(*) FROM connection_details WHERE destroyed_at IS NOT NULL") ?? 0
-        guard details == (netlink ? count : 0) else { fail("burst: \(details) connections have their destroy notice, not \(count)") }
+        let noticed = netlink ? count : 0
+        guard details == noticed else { fail("burst: \(details) connections have their destroy notice, not \(noticed)") }
         report(
             "burst",
             [
