@@ -80,6 +80,19 @@ END;
 ALTER TABLE samples ADD COLUMN destroys INTEGER;
 ALTER TABLE samples ADD COLUMN destroys_lost INTEGER;
 
+-- Sockets this side aborted (SO_LINGER 0) or whose connect failed, told of by a destroy notice that
+-- matched no connection a sample saw: the kernel clears their ports and local address before it
+-- tells, so they are no connection rows. Per sample and peer, how many.
+CREATE TABLE unnamed_ends (
+    sample_id INTEGER NOT NULL REFERENCES samples(id),
+    remote_address INTEGER NOT NULL REFERENCES addresses(id),
+    ends INTEGER NOT NULL,
+    PRIMARY KEY (sample_id, remote_address)
+) WITHOUT ROWID;
+CREATE TRIGGER unnamed_ends_remove AFTER DELETE ON samples BEGIN
+    DELETE FROM unnamed_ends WHERE sample_id = OLD.id;
+END;
+
 -- A connection known from its destroy notification alone has its open and close in one sample: no
 -- stay lies between them. Stays now also require the sample that ended one to differ from the
 -- sample that began it (no such pair existed before this version, so the figures do not change).

@@ -51,6 +51,9 @@ struct StatusCommand: ParsableCommand {
         var notices: String?
         if let destroys = status.destroys {
             notices = "\(destroys) heard, \(status.betweenSamples) connections lived between samples"
+            if status.unnamedEnds > 0 {
+                notices! += ", \(status.unnamedEnds) sockets aborted or failed to connect between samples without their ports"
+            }
             if status.destroysLost > 0, let last = status.lastDrop {
                 notices! +=
                     "; destroy notices dropped \(status.destroysLost) times in \(status.samplesWithDrops) samples (last \(TimeText.iso8601(last))): closes there are dated by the samples alone and short-lived connections may be missing"
@@ -105,6 +108,7 @@ struct StatusCommand: ParsableCommand {
                 ("destroy_notices_dropped", "\(status.destroysLost)"),
                 ("samples_with_dropped_notices", "\(status.samplesWithDrops)"),
                 ("between_samples", "\(status.betweenSamples)"),
+                ("unnamed_ends", "\(status.unnamedEnds)"),
                 ("collector_pid", number(status.collectorPID.map(Int64.init))),
                 ("collecting", string(collecting)),
             ]

@@ -95,12 +95,21 @@ struct DestroyNoticeTests {
     @Test func noticesThatNameNoPeerOrCameBeforeObservationAreNotConnections() {
         var d = Driver()
         // Heard before the first sample: nobody watched that socket's life.
-        let first = sample(&d, [], destroyed: [notice(client, cookie: 1, at: d.at)])
-        #expect(first.events.isEmpty && first.destroys == 1)
-        // A failed connect is disconnected (its remote port cleared) before it is freed.
-        let unnamed = key(40001, 0)
-        let second = sample(&d, [], destroyed: [notice(unnamed, cookie: 2, at: d.at + 10, established: false)])
-        #expect(second.events.isEmpty && second.destroys == 1)
+        let first = sample(&d, [], destroyed: [notice(key(40009, 0, local: "0.0.0.0"), cookie: 1, at: d.at)])
+        #expect(first.events.isEmpty && first.destroys == 1 && first.unnamedEnds.isEmpty)
+        // A failed connect, or an abort (SO_LINGER 0), is disconnected before it is freed: the
+        // kernel tells of it with its remote port and local address cleared. It is counted against
+        // its peer. A socket that never connected (a listener) names no peer at all.
+        let second = sample(
+            &d, [],
+            destroyed: [
+                notice(key(40001, 0, local: "0.0.0.0", remote: "10.0.0.5"), cookie: 2, at: d.at + 10, established: false),
+                notice(key(40002, 0, local: "0.0.0.0", remote: "10.0.0.5"), cookie: 3, at: d.at + 20, established: false),
+                notice(key(40003, 0, local: "0.0.0.0", remote: "10.0.0.6"), cookie: 4, at: d.at + 30, established: false),
+                notice(key(5432, 0, remote: "0.0.0.0"), cookie: 5, at: d.at + 40, established: false),
+            ])
+        #expect(second.events.isEmpty && second.opened.isEmpty && second.destroys == 4)
+        #expect(second.unnamedEnds == [ipv4("10.0.0.5"): 2, ipv4("10.0.0.6"): 1])
     }
 
     /// An aborted socket's notice has its remote port and local address cleared: its cookie
@@ -302,6 +311,41 @@ struct DestroyNoticeTests {
             try QuestionTests.rows(
                 of: "SELECT between_samples, destroyed_at IS NOT NULL, end_reason FROM connections_v ORDER BY id", in: store)
                 == [["0", "1", "reset"], ["1", "1", "reset"]])
+    }
+
+    /// Sockets that ended between samples without their ports are no rows, but the questions
+    /// about endings say how many there were, to which peers, over the time and peer asked.
+    @Test func unnamedEndsAreReportedByTheQuestionsAboutEndings() throws {
+        let scratch = try ScratchStore()
+        var d = Driver()
+        func record(_ diff: SampleDiff) throws { try scratch.record(diff, bootID: d.bootID) }
+        func aborted(_ port: UInt16, to peer: String, cookie: UInt64) -> DestroyNotice {
+            notice(key(port, 0, local: "0.0.0.0", remote: peer), cookie: cookie, at: d.at + 5, established: false)
+        }
+        try record(sample(&d, [], destroyed: []))
+        try record(
+            sample(
+                &d, [],
+                destroyed: [aborted(40001, to: "10.0.0.5", cookie: 2), aborted(40002, to: "10.0.0.5", cookie: 3)]))
+        let between = d.at
+        try record(sample(&d, [], destroyed: [aborted(40003, to: "10.0.0.6", cookie: 4)]))
+        func notes(_ question: Question, _ parameters: QuestionParameters) throws -> [String] {
+            try scratch.store.ask(question, parameters) { _ in }.notes.filter { $0.contains("ended unseen") }
+        }
+        let everything = QuestionParameters(now: d.at)
+        for question in [Question.resets, .failedConnects, .peers] {
+            #expect(
+                try notes(question, everything) == [
+                    "between samples, 3 socket(s) that this host aborted (SO_LINGER 0) or whose connect failed ended unseen (10.0.0.5 2, 10.0.0.6 1): the kernel clears their ports before it tells, so they are in no row"
+                ], "\(question.name)")
+        }
+        #expect(try notes(.resets, QuestionParameters(peer: "10.0.0.6", now: d.at)).first?.contains("1 socket(s)") == true)
+        #expect(try notes(.resets, QuestionParameters(until: between, now: d.at)).first?.contains("(10.0.0.5 2)") == true)
+        #expect(try notes(.timeline, everything).isEmpty)
+        #expect(try QuestionTests.rows(of: "SELECT count(*) FROM connections", in: scratch.store) == [["0"]])
+        // Retention takes them with their samples.
+        _ = try scratch.store.prune(before: between + 1)
+        #expect(try QuestionTests.rows(of: "SELECT sum(ends) FROM unnamed_ends", in: scratch.store) == [["1"]])
     }
 }
 

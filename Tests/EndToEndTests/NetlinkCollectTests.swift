@@ -197,6 +197,10 @@ extension CollectTests {
                 close(quickServer)
                 #expect(recv(quick, &byte, 1, 0) < 0 && errno == ECONNRESET)
                 close(quick)
+                // A connect refused between two samples: disconnected before it is freed, like the abort.
+                let closed = try listenIPv4()
+                close(closed.fd)
+                #expect((try? connectIPv4(to: closed.port)) == nil, "a connect to a closed port succeeded")
             }
             func ends(_ port: UInt16) throws -> [[String]] {
                 try query(
@@ -210,9 +214,18 @@ extension CollectTests {
             let resetEnds = try ends(resetPort)
             let quickEnds = try ends(quickPort)
             #expect(resetEnds == [["inbound", "ESTABLISHED", "reset", "1", "0"], ["outbound", "ESTABLISHED", "reset", "1", "0"]])
-            // The server's end was aborted: the kernel cleared its name before freeing it, so its
-            // notice names no connection, and none is made up for it.
+            // The server's end was aborted: the kernel cleared its ports and local address before
+            // freeing it, so its notice names no connection, and none is made up for it. It is
+            // counted against its peer, with the refused connect, and the questions about endings
+            // and `status` say so.
             #expect(quickEnds == [["outbound", "ESTABLISHED", "reset", "1", "1"]])
+            let unnamed = try query(
+                db, "SELECT sum(u.ends) FROM unnamed_ends u JOIN addresses a ON a.id = u.remote_address WHERE a.text = '127.0.0.1'")
+            #expect((Int(unnamed.first?.first ?? "") ?? 0) >= 2, "\(unnamed)")
+            let failed = try run(["query", "failed-connects", "--db", db])
+            #expect(failed.stderr.contains("whose connect failed ended unseen (127.0.0.1 "), "\(failed.stderr)")
+            let status = try run(["status", "--db", db])
+            #expect(status.stdout.contains("sockets aborted or failed to connect between samples without their ports"), "\(status.stdout)")
             // The client that closed first waits in TIME_WAIT, its final traffic from the notice.
             let client = try query(
                 db,

@@ -152,21 +152,30 @@ func boundSocket<Address>(_ family: Int32, _ address: Address) throws -> Int32 {
     guard fd >= 0 else { throw SocketError("socket") }
     var one: Int32 = 1
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-    guard withSocketAddress(address, { bind(fd, $0, $1) }) == 0 else { throw SocketError("bind") }
+    guard withSocketAddress(address, { bind(fd, $0, $1) }) == 0 else {
+        close(fd)
+        throw SocketError("bind")
+    }
     return fd
 }
 
 /// A listening TCP socket on an IPv4 loopback address and an ephemeral port.
 func listenIPv4(_ address: String = "127.0.0.1") throws -> (fd: Int32, port: UInt16) {
     let fd = try boundSocket(AF_INET, sockaddr_in(address, port: 0))
-    guard Glibc.listen(fd, 128) == 0 else { throw SocketError("listen") }
+    guard Glibc.listen(fd, 128) == 0 else {
+        close(fd)
+        throw SocketError("listen")
+    }
     return (fd, localPort(fd))
 }
 
 /// A listening TCP socket on ::1.
 func listenIPv6() throws -> (fd: Int32, port: UInt16) {
     let fd = try boundSocket(AF_INET6, sockaddr_in6(loopbackPort: 0))
-    guard Glibc.listen(fd, 128) == 0 else { throw SocketError("listen") }
+    guard Glibc.listen(fd, 128) == 0 else {
+        close(fd)
+        throw SocketError("listen")
+    }
     return (fd, localPort(fd))
 }
 
@@ -174,9 +183,13 @@ func connectIPv4(to port: UInt16, address: String = "127.0.0.1", from source: St
     let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw SocketError("socket") }
     if let source {
-        guard withSocketAddress(sockaddr_in(source, port: 0), { bind(fd, $0, $1) }) == 0 else { throw SocketError("bind") }
+        guard withSocketAddress(sockaddr_in(source, port: 0), { bind(fd, $0, $1) }) == 0 else {
+            close(fd)
+            throw SocketError("bind")
+        }
     }
     guard withSocketAddress(sockaddr_in(address, port: port), { Glibc.connect(fd, $0, $1) }) == 0 else {
+        close(fd)
         throw SocketError("connect")
     }
     return fd
@@ -186,6 +199,7 @@ func connectIPv6(to port: UInt16) throws -> Int32 {
     let fd = Glibc.socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw SocketError("socket") }
     guard withSocketAddress(sockaddr_in6(loopbackPort: port), { Glibc.connect(fd, $0, $1) }) == 0 else {
+        close(fd)
         throw SocketError("connect")
     }
     return fd

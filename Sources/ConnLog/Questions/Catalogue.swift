@@ -10,7 +10,7 @@ extension Question {
         accepts: [.since, .until, .limit, .peer, .port],
         columns: ["peer", "resets", "failed_connects", "ambiguous", "connections", "last_reset"],
         caveats: [],
-        blindSpots: [.ambiguousEndings],
+        blindSpots: [.ambiguousEndings, .unnamedEnds],
         sql: """
             SELECT ra.text AS peer,
                    sum(c.end_reason IS 3 AND c.closed_at BETWEEN :since AND :until) AS resets,
@@ -43,6 +43,7 @@ extension Question {
         accepts: [.since, .until, .limit, .peer, .port],
         columns: ["peer", "port", "failed_connects", "first_failed", "last_failed"],
         caveats: ["a connect refused or timed out within one sample interval leaves no row; Tcp.AttemptFails in `counters` counts them"],
+        blindSpots: [.unnamedEnds],
         sql: """
             SELECT ra.text AS peer, c.remote_port AS port, count(*) AS failed_connects,
                    \(Fragment.iso("min(c.closed_at)")) AS first_failed, \(Fragment.iso("max(c.closed_at)")) AS last_failed
@@ -189,7 +190,7 @@ extension Question {
         caveats: [
             "bytes are summed over the connections read over netlink, each its whole life as tcp_info counts it; empty where none was (the proc source), and `traffic` has more"
         ],
-        blindSpots: [.ambiguousEndings, .preexisting],
+        blindSpots: [.ambiguousEndings, .preexisting, .unnamedEnds],
         sql: """
             SELECT ra.text AS peer, count(*) AS connections,
                    sum(c.first_seen >= :since AND c.preexisting = 0) AS opens,

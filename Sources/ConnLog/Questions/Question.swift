@@ -120,6 +120,9 @@ public enum BlindSpot: Sendable {
     case ambiguousEndings
     /// Connections already open when observation began: their first_seen is a lower bound.
     case preexisting
+    /// Sockets aborted or failed to connect between two samples, known per peer but not as
+    /// connections (`unnamed_ends`).
+    case unnamedEnds
 }
 
 /// SQL fragments the questions share.

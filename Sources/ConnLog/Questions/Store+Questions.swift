@@ -35,7 +35,8 @@ extension Store {
         return answered
     }
 
-    /// Says what the numbers hide: ambiguous endings and connections whose start is unknown.
+    /// Says what the numbers hide: ambiguous endings, connections whose start is unknown, and
+    /// sockets known to have ended between samples without a name.
     func blindSpotNotes(_ spots: Set<BlindSpot>, _ parameters: QuestionParameters) throws -> [String] {
         let values = parameters.sqlValues
         var notes: [String] = []
@@ -67,6 +68,27 @@ extension Store {
             if try statement.step(), statement.int64(0) > 0 {
                 notes.append(
                     "\(statement.int64(0)) connection(s) were already open when observation began: their first_seen is a lower bound, and they are not counted as opens"
+                )
+            }
+        }
+        if spots.contains(.unnamedEnds) {
+            let statement = try database.cached(
+                """
+                SELECT ra.text, sum(u.ends) FROM unnamed_ends u
+                JOIN samples s ON s.id = u.sample_id JOIN addresses ra ON ra.id = u.remote_address
+                WHERE s.at BETWEEN :since AND :until AND \(Fragment.peerFilter)
+                GROUP BY ra.id ORDER BY 2 DESC, 1
+                """)
+            defer { statement.reset() }
+            try statement.bind(named: values)
+            var peers: [(peer: String, ends: Int64)] = []
+            while try statement.step() { peers.append((statement.text(0), statement.int64(1))) }
+            if !peers.isEmpty {
+                let total = peers.reduce(0) { $0 + $1.ends }
+                var listed = peers.prefix(5).map { "\($0.peer) \($0.ends)" }.joined(separator: ", ")
+                if peers.count > 5 { listed += ", and \(peers.count - 5) more peers" }
+                notes.append(
+                    "between samples, \(total) socket(s) that this host aborted (SO_LINGER 0) or whose connect failed ended unseen (\(listed)): the kernel clears their ports before it tells, so they are in no row"
                 )
             }
         }

@@ -255,6 +255,10 @@ extension Store {
         for (name, value) in diff.counterChanges.sorted(by: { $0.key < $1.key }) {
             try insertCounter.run([.integer(try counterID(name)), .integer(sampleID), .integer(value)])
         }
+        let insertUnnamed = try database.cached("INSERT INTO unnamed_ends (sample_id, remote_address, ends) VALUES (?, ?, ?)")
+        for (peer, ends) in diff.unnamedEnds {
+            try insertUnnamed.run([.integer(sampleID), .integer(try addressID(peer)), .integer(Int64(ends))])
+        }
 
         // OR FAIL on the statements that run once per connection or event: an error fails the
         // sample, whose transaction is rolled back whole anyway, so SQLite need not journal each

@@ -34,6 +34,8 @@ public struct StoreStatus: Sendable, Equatable {
     public var lastDrop: Int64?
     /// Connections known from their destroy notice alone: they lived between two samples.
     public var betweenSamples: Int64 = 0
+    /// Sockets aborted or failed to connect between two samples, known without their ports.
+    public var unnamedEnds: Int64 = 0
 
     /// The windows one source recorded: how many, their samples, and the time they cover.
     public struct SourceSpan: Sendable, Equatable {
@@ -118,6 +120,7 @@ extension Store {
             status.lastDrop = $0.optionalInt64(3)
         }
         status.betweenSamples = try count("SELECT count(*) FROM connection_details WHERE between_samples = 1")
+        status.unnamedEnds = try count("SELECT COALESCE(sum(ends), 0) FROM unnamed_ends")
         return status
     }
 }

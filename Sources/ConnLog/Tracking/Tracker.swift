@@ -54,6 +54,10 @@ public struct SampleDiff: Sendable {
     /// Connections an earlier sample closed whose destroy notification came only now: when the
     /// kernel freed them, and their final traffic.
     public var lateDestroys: [(connection: Int64, cookie: UInt64, at: Int64, traffic: Traffic?)] = []
+    /// Sockets this side aborted (SO_LINGER 0) or whose connect failed, between two samples, per
+    /// peer: their notices matched no connection, and the kernel had cleared their ports and
+    /// local address before it told, so they cannot be recorded as connections.
+    public var unnamedEnds: [IPAddress: Int] = [:]
 }
 
 /// The pure differ: previous socket set + a new sample -> events and per-connection facts.
@@ -315,7 +319,8 @@ public struct Tracker: Sendable {
     ///
     /// A socket this side aborted (SO_LINGER 0) or whose connect failed is disconnected before it
     /// is freed: the kernel clears its remote port, local address and counters. Its notice is
-    /// matched by cookie alone, and one that matches nothing names no connection to record.
+    /// matched by cookie alone; one that matches nothing names no connection to record, and is
+    /// counted against its peer (``SampleDiff/unnamedEnds``).
     private mutating func claim(
         _ notices: inout [UInt64: DestroyNotice], previouslyClosed: [SocketKey: TrackedConnection], closures: inout [TrackedConnection],
         listeningPorts: Set<UInt16>, eventsAt opensStart: Int, snapshot: Snapshot, into diff: inout SampleDiff
@@ -369,6 +374,8 @@ public struct Tracker: Sendable {
                 betweenSamplesEvents.append(.open(connection: connection.id, state: state))
                 betweenSamplesEvents.append(.close(connection: connection.id, last: state, reason: .ambiguous))
                 closures.append(connection)
+            } else if !notice.key.remote.address.isUnspecified {
+                diff.unnamedEnds[notice.key.remote.address, default: 0] += 1
             }
         }
         // Before this sample's opens: on one key, a close comes before the open that replaces it.
