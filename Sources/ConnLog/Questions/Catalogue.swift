@@ -42,7 +42,9 @@ extension Question {
         summary: "outbound connects that never established, by peer and port",
         accepts: [.since, .until, .limit, .peer, .port],
         columns: ["peer", "port", "failed_connects", "first_failed", "last_failed"],
-        caveats: ["a connect refused or timed out within one sample interval leaves no row; Tcp.AttemptFails in `counters` counts them"],
+        caveats: [
+            "on the proc source, a connect refused or timed out within one sample interval leaves no row; Tcp.AttemptFails in `counters` counts them"
+        ],
         blindSpots: [.unnamedEnds],
         sql: """
             SELECT ra.text AS peer, c.remote_port AS port, count(*) AS failed_connects,

@@ -87,8 +87,9 @@ extension Store {
                 let total = peers.reduce(0) { $0 + $1.ends }
                 var listed = peers.prefix(5).map { "\($0.peer) \($0.ends)" }.joined(separator: ", ")
                 if peers.count > 5 { listed += ", and \(peers.count - 5) more peers" }
+                let port = parameters.port == nil ? "" : "; their ports are unknown, so --port does not narrow this"
                 notes.append(
-                    "between samples, \(total) socket(s) that this host aborted (SO_LINGER 0) or whose connect failed ended unseen (\(listed)): the kernel clears their ports before it tells, so they are in no row"
+                    "between samples, \(total) socket(s) ended unseen that this host aborted (SO_LINGER 0, or not yet accepted when their listener closed) or whose connect() returned an error (\(listed)): the kernel clears their ports before it tells, so they match no row\(port)"
                 )
             }
         }

@@ -54,9 +54,10 @@ public struct SampleDiff: Sendable {
     /// Connections an earlier sample closed whose destroy notification came only now: when the
     /// kernel freed them, and their final traffic.
     public var lateDestroys: [(connection: Int64, cookie: UInt64, at: Int64, traffic: Traffic?)] = []
-    /// Sockets this side aborted (SO_LINGER 0) or whose connect failed, between two samples, per
-    /// peer: their notices matched no connection, and the kernel had cleared their ports and
-    /// local address before it told, so they cannot be recorded as connections.
+    /// Sockets the kernel disconnected before it freed them, that matched no connection a sample
+    /// saw, per peer: aborted by this side (SO_LINGER 0, or never accepted when their listener
+    /// closed), or whose connect() returned an error. The kernel had cleared their ports and local
+    /// address, so they cannot be recorded as connections.
     public var unnamedEnds: [IPAddress: Int] = [:]
 }
 
@@ -317,10 +318,11 @@ public struct Tracker: Sendable {
     ///   a connection read from the proc tables (no cookie), live, gone now or gone before;
     /// - none: it opened and closed between two samples, and is recorded as such.
     ///
-    /// A socket this side aborted (SO_LINGER 0) or whose connect failed is disconnected before it
-    /// is freed: the kernel clears its remote port, local address and counters. Its notice is
-    /// matched by cookie alone; one that matches nothing names no connection to record, and is
-    /// counted against its peer (``SampleDiff/unnamedEnds``).
+    /// A socket this side aborted (SO_LINGER 0) or whose connect() returned an error is
+    /// disconnected before it is freed: the kernel clears its remote port, local address and
+    /// counters. Its notice is matched by cookie alone; one that matches nothing names no
+    /// connection to record, and is counted against its peer (``SampleDiff/unnamedEnds``). Not
+    /// listeners' notices, nor those of sockets that never connected: they name no peer.
     private mutating func claim(
         _ notices: inout [UInt64: DestroyNotice], previouslyClosed: [SocketKey: TrackedConnection], closures: inout [TrackedConnection],
         listeningPorts: Set<UInt16>, eventsAt opensStart: Int, snapshot: Snapshot, into diff: inout SampleDiff
@@ -374,7 +376,9 @@ public struct Tracker: Sendable {
                 betweenSamplesEvents.append(.open(connection: connection.id, state: state))
                 betweenSamplesEvents.append(.close(connection: connection.id, last: state, reason: .ambiguous))
                 closures.append(connection)
-            } else if !notice.key.remote.address.isUnspecified {
+            } else if !notice.key.remote.address.isUnspecified && diff.windowStart != .source {
+                // (Right after the proc tables, a connection read from them has no cookie to be
+                // found by: its unnamed notice would be counted beside its row.)
                 diff.unnamedEnds[notice.key.remote.address, default: 0] += 1
             }
         }
