@@ -267,7 +267,8 @@ struct ShortLived {
     var clientPorts: [UInt16]
 
     static func run(count: Int, threads: Int, lifetimeMicroseconds: UInt32) throws -> ShortLived {
-        let listener = try listenIPv4()
+        // Its questions are asked by this port: nothing else may use it.
+        let listener = try quietListenerIPv4()
         defer { close(listener.fd) }
         let fd = listener.fd
         let served = DispatchSemaphore(value: 0)

@@ -169,6 +169,26 @@ func listenIPv4(_ address: String = "127.0.0.1") throws -> (fd: Int32, port: UIn
     return (fd, localPort(fd))
 }
 
+/// A listening TCP socket on 127.0.0.1 whose port no other socket uses at either end: earlier
+/// tests leave TIME_WAIT sockets behind, and a listener with SO_REUSEADDR may get one's port,
+/// which questions asked by port would then count.
+func quietListenerIPv4() throws -> (fd: Int32, port: UInt16) {
+    var busy: [Int32] = []
+    defer { for fd in busy { close(fd) } }
+    let diag = try SockDiag()
+    for _ in 0..<50 {
+        let listener = try listenIPv4()
+        var sightings: [Sighting] = []
+        try diag.dump(into: &sightings)
+        let others = sightings.filter {
+            ($0.key.local.port == listener.port || $0.key.remote.port == listener.port) && $0.state != .listen
+        }
+        if others.isEmpty { return listener }
+        busy.append(listener.fd)  // kept open until one is found, so the next listen gets another port
+    }
+    throw SocketError("no quiet port in 50 tries")
+}
+
 /// A listening TCP socket on ::1.
 func listenIPv6() throws -> (fd: Int32, port: UInt16) {
     let fd = try boundSocket(AF_INET6, sockaddr_in6(loopbackPort: 0))
