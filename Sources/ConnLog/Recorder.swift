@@ -240,10 +240,9 @@ public final class Recorder {
         if source.netlink != nil {
             do {
                 let opened = try DestroyListener(receiveBuffer: options.destroyBuffer)
-                // The kernel doubles what it grants (half is its bookkeeping): less means capped.
                 if opened.receiveBufferBytes < options.destroyBuffer {
                     warnings.report(
-                        "the kernel granted \(opened.receiveBufferBytes / 2) bytes for destroy notices, not the \(options.destroyBuffer) asked: net.core.rmem_max caps it without CAP_NET_ADMIN; a burst of closes may overflow it"
+                        "the kernel granted \(opened.receiveBufferBytes) bytes for destroy notices, not the \(options.destroyBuffer) asked: net.core.rmem_max caps it without CAP_NET_ADMIN; a burst of closes may overflow it"
                     )
                 }
                 try opened.start()

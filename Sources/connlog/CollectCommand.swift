@@ -59,7 +59,7 @@ struct CollectCommand: ParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "Room for the kernel's socket destroy notifications between reads, e.g. 4m (netlink; more than net.core.rmem_max needs CAP_NET_ADMIN).",
+            "Room for the kernel's socket destroy notifications between reads, e.g. 16m; default 4m (netlink; more than net.core.rmem_max needs CAP_NET_ADMIN).",
             valueName: "bytes"))
     var destroyBuffer: ByteCountArgument?
 
@@ -91,7 +91,7 @@ struct CollectCommand: ParsableCommand {
             options: Recorder.Options(
                 procRoot: procRoot, attributeProcesses: !noProcesses, interval: spacing, retain: retain?.milliseconds,
                 source: source, destroyBuffer: destroyBuffer?.bytes ?? Recorder.Options.defaultDestroyBuffer))
-        if let notice = recorder.sourceNotice, source == .auto && verbose { warn(notice) }
+        if verbose, let notice = recorder.sourceNotice { warn(notice) }
         if once {
             let summary = try recorder.recordSample()
             if verbose { warn(describe(summary)) }
@@ -131,26 +131,5 @@ struct CollectCommand: ParsableCommand {
         if let lost = summary.destroysLost, lost > 0 { text += " (\(lost) drops)" }
         if let start = summary.windowStart { text += " (new window: \(start.rawValue))" }
         return text
-    }
-}
-
-extension SocketSourceChoice: ExpressibleByArgument {}
-
-/// A size in bytes: `65536`, `256k`, `4m`.
-struct ByteCountArgument: ExpressibleByArgument {
-    var bytes: Int
-
-    init?(argument: String) {
-        let text = argument.lowercased()
-        let multiplier: Int
-        switch text.last {
-        case "k": multiplier = 1 << 10
-        case "m": multiplier = 1 << 20
-        case "g": multiplier = 1 << 30
-        default: multiplier = 1
-        }
-        guard let number = Int(multiplier == 1 ? text : String(text.dropLast())), number > 0, number <= (1 << 31) / multiplier
-        else { return nil }
-        bytes = number * multiplier
     }
 }

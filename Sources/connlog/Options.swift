@@ -35,6 +35,27 @@ struct DurationArgument: ExpressibleByArgument, CustomStringConvertible {
     static var defaultCompletionKind: CompletionKind { .default }
 }
 
+extension SocketSourceChoice: ExpressibleByArgument {}
+
+/// A size in bytes: `65536`, `256k`, `4m`.
+struct ByteCountArgument: ExpressibleByArgument {
+    var bytes: Int
+
+    init?(argument: String) {
+        let text = argument.lowercased()
+        let multiplier: Int
+        switch text.last {
+        case "k": multiplier = 1 << 10
+        case "m": multiplier = 1 << 20
+        case "g": multiplier = 1 << 30
+        default: multiplier = 1
+        }
+        guard let number = Int(multiplier == 1 ? text : String(text.dropLast())), number > 0, number <= (1 << 31) / multiplier
+        else { return nil }
+        bytes = number * multiplier
+    }
+}
+
 /// Output format for commands that print records.
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case table, json

@@ -17,7 +17,8 @@ import Synchronization
 public final class DestroyListener: Sendable {
     private let channel: Channel
     private let thread = Mutex<Thread>(.notStarted)
-    /// The receive buffer the kernel granted, in bytes (it doubles what is asked, for its bookkeeping).
+    /// The receive buffer the kernel granted, in bytes, as asked for (it reserves as much again
+    /// for its bookkeeping, and reports the two together).
     public let receiveBufferBytes: Int
 
     private enum Thread: Sendable {
@@ -98,7 +99,7 @@ public final class DestroyListener: Sendable {
         }
         for end in pipeEnds { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
         channel = Channel(fd: fd, wake: pipeEnds[0], wakeWriter: pipeEnds[1])
-        receiveBufferBytes = Int(granted)
+        receiveBufferBytes = Int(granted) / 2
     }
 
     deinit { stop() }

@@ -126,38 +126,40 @@ public final class SockDiag {
         let messageSize = MemoryLayout<inet_diag_msg>.size
         guard payload.count >= messageSize else { return nil }
         let message = payload.loadUnaligned(as: inet_diag_msg.self)
-        var sighting = sighting(message)
+        var traffic: Traffic?
         var delivered = false
+        // The dump's own retransmit count is the probes sent for the keepalive and zero-window
+        // timers; the proc tables' retrnsmt is always the retransmit timeouts, as tcp_info's.
+        var retransmits = UInt32(message.idiag_retrans)
         // Attributes follow, each a 4-byte header (length, type) and its payload, 4-byte aligned.
+        // A listener's tcp_info counts nothing: it carries no traffic of its own.
         var offset = (messageSize + 3) & ~3
-        while offset + 4 <= payload.count {
+        while offset + 4 <= payload.count && message.idiag_state != TCPState.listen.rawValue {
             let length = Int(payload.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
             let type = payload.loadUnaligned(fromByteOffset: offset + 2, as: UInt16.self)
             guard length >= 4, offset + length <= payload.count else { break }
-            // A listener's tcp_info counts nothing: it carries no traffic of its own.
-            if Int(type) == INET_DIAG_INFO && sighting.state != .listen {
+            if Int(type) == INET_DIAG_INFO {
                 // An older kernel sends a shorter tcp_info: what it lacks stays 0.
                 var info = linux_tcp_info()
                 withUnsafeMutableBytes(of: &info) { target in
                     let count = min(length - 4, target.count)
                     target.copyMemory(from: UnsafeRawBufferPointer(rebasing: payload[offset + 4..<offset + 4 + count]))
                 }
-                sighting.traffic = Traffic(
+                traffic = Traffic(
                     bytesAcked: info.tcpi_bytes_acked, bytesReceived: info.tcpi_bytes_received, segmentsOut: info.tcpi_segs_out,
                     segmentsIn: info.tcpi_segs_in, retransmittedSegments: info.tcpi_total_retrans, rttMicroseconds: info.tcpi_rtt,
                     congestionWindow: info.tcpi_snd_cwnd)
                 delivered = info.tcpi_delivered > 0 || info.tcpi_bytes_received > 0
-                // The dump's own count is the probes sent for the keepalive and zero-window
-                // timers; the proc tables' retrnsmt is always the retransmit timeouts, as here.
-                sighting.retransmits = UInt32(info.tcpi_retransmits)
+                retransmits = UInt32(info.tcpi_retransmits)
             }
             offset += (length + 3) & ~3
         }
-        return (sighting, delivered)
+        return (sighting(message, traffic: traffic, retransmits: retransmits), delivered)
     }
 
-    /// One `inet_diag_msg` as the proc tables would show it.
-    static func sighting(_ message: inet_diag_msg) -> Sighting {
+    /// One `inet_diag_msg` as the proc tables would show it, with what its tcp_info gave. Built
+    /// in one go: its cookie and traffic share one allocation.
+    static func sighting(_ message: inet_diag_msg, traffic: Traffic?, retransmits: UInt32) -> Sighting {
         let family = message.idiag_family
         var state = TCPState(rawValue: message.idiag_state)
         // The proc tables show a request socket (NEW_SYN_RECV in the kernel) as SYN_RECV.
@@ -169,8 +171,8 @@ public final class SockDiag {
         return Sighting(
             key: key, state: state, txQueue: state == .listen ? 0 : message.idiag_wqueue, rxQueue: message.idiag_rqueue,
             timer: message.idiag_timer, timerTicks: message.idiag_timer == 0 ? 0 : message.idiag_expires / 10,
-            retransmits: UInt32(message.idiag_retrans), uid: message.idiag_uid, inode: UInt64(message.idiag_inode),
-            cookie: UInt64(id.idiag_cookie.1) << 32 | UInt64(id.idiag_cookie.0))
+            retransmits: retransmits, uid: message.idiag_uid, inode: UInt64(message.idiag_inode),
+            cookie: UInt64(id.idiag_cookie.1) << 32 | UInt64(id.idiag_cookie.0), traffic: traffic)
     }
 
     /// An address as the kernel stores it: network byte order, IPv4 in the first four bytes.
