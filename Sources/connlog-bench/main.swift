@@ -159,7 +159,8 @@ do {
                     : sightings.map {
                         DestroyNotice(
                             at: snapshot.at - 10, key: $0.key, cookie: $0.cookie,
-                            traffic: Traffic(bytesAcked: 5002, bytesReceived: 9002, segmentsOut: 9, segmentsIn: 10, rttMicroseconds: 40),
+                            traffic: Traffic(
+                                bytesAcked: 5002, bytesReceived: 9002, bytesSent: 5000, segmentsOut: 9, segmentsIn: 10, rttMicroseconds: 40),
                             established: true)
                     }
             }
@@ -197,6 +198,9 @@ do {
         let details = try store.database.scalarInt("SELECT count(*) FROM connection_details WHERE destroyed_at IS NOT NULL") ?? 0
         let noticed = netlink ? count : 0
         guard details == noticed else { fail("burst: \(details) connections have their destroy notice, not \(noticed)") }
+        // Each notice decides its connection's ending (graceful, by its byte counts).
+        let decided = try store.database.scalarInt("SELECT count(*) FROM connections WHERE end_basis = 2 AND end_reason = 4") ?? 0
+        guard decided == noticed else { fail("burst: \(decided) endings decided by their notice, not \(noticed)") }
         report(
             "burst",
             [

@@ -8,17 +8,18 @@ import Testing
 @Suite("The differ: destroy notices")
 struct DestroyNoticeTests {
     let client = key(40000, 5432)
-    let traffic = Traffic(bytesAcked: 5001, bytesReceived: 320, segmentsOut: 9, segmentsIn: 7, rttMicroseconds: 40)
+    /// The final counts of a connection this side opened and closed gracefully: 4999 data bytes
+    /// sent once, acknowledged with its SYN and FIN.
+    let traffic = Traffic(bytesAcked: 5001, bytesReceived: 320, bytesSent: 4999, segmentsOut: 9, segmentsIn: 7, rttMicroseconds: 40)
+    /// The same connection reset: the peer acknowledged its SYN and data, never a FIN.
+    let aborted = Traffic(bytesAcked: 5000, bytesReceived: 320, bytesSent: 4999, segmentsOut: 9, segmentsIn: 7, rttMicroseconds: 40)
 
     /// A sample from netlink: sightings with cookies, and the notices heard since the previous one.
     func sample(
-        _ d: inout Driver, _ sightings: [Sighting], destroyed: [DestroyNotice]?, resetsSince: Int64 = 0, advance: Int64 = 1000
+        _ d: inout Driver, _ sightings: [Sighting], destroyed: [DestroyNotice]?, resetsSince: Int64 = 0, unseenOpens: Int64 = 0,
+        advance: Int64 = 1000
     ) -> SampleDiff {
-        d.at += advance
-        d.resets += resetsSince
-        var snapshot = Snapshot(
-            at: d.at, namespace: 4_026_531_840, bootID: d.bootID, sightings: sightings,
-            counters: [Snapshot.estabResetsCounter: d.resets])
+        var snapshot = d.snapshot(sightings, resetsSince: resetsSince, unseenOpens: unseenOpens, advance: advance)
         snapshot.source = "netlink"
         snapshot.destroyed = destroyed
         return d.tracker.apply(snapshot, expectedInterval: d.interval)
@@ -30,8 +31,8 @@ struct DestroyNoticeTests {
         return sighting
     }
 
-    func notice(_ key: SocketKey, cookie: UInt64, at: Int64, established: Bool = true) -> DestroyNotice {
-        DestroyNotice(at: at, key: key, cookie: cookie, traffic: traffic, established: established)
+    func notice(_ key: SocketKey, cookie: UInt64, at: Int64, established: Bool = true, traffic: Traffic? = nil) -> DestroyNotice {
+        DestroyNotice(at: at, key: key, cookie: cookie, traffic: traffic ?? self.traffic, established: established)
     }
 
     @Test func aConnectionBetweenTwoSamplesIsRecordedOnceWithItsDateAndTraffic() {
@@ -44,17 +45,18 @@ struct DestroyNoticeTests {
         let closed = diff.closed[0].connection
         #expect(closed.betweenSamples && closed.destroyedAt == heard && closed.traffic == traffic && closed.cookie == 77)
         #expect(closed.statesSeen.isEmpty, "no sample saw a state")
-        #expect(diff.resetCandidates == 1 && diff.destroys == 1)
-        // The reconciliation weighs it like any abrupt ending: here R covers it.
+        // Its own report decided it (its FIN was acknowledged): the counter had nothing to weigh.
+        #expect(diff.closed[0].ending == Ending(.vanished, .kernel) && diff.resetCandidates == 0 && diff.destroys == 1)
+        // One the peer reset, whatever the counter says.
         var e = Driver()
         _ = sample(&e, [], destroyed: [])
-        let reset = sample(&e, [], destroyed: [notice(client, cookie: 78, at: e.at + 10)], resetsSince: 1)
-        #expect(Driver.reason(reset) == .reset)
+        let reset = sample(&e, [], destroyed: [notice(client, cookie: 78, at: e.at + 10, traffic: aborted)])
+        #expect(Driver.ending(reset) == Ending(.reset, .kernel, resetBy: .peer))
         // A connect abandoned in SYN_SENT failed.
         var f = Driver()
         _ = sample(&f, [], destroyed: [])
         let failed = sample(&f, [], destroyed: [notice(client, cookie: 79, at: f.at + 10, established: false)])
-        #expect(Driver.reason(failed) == .failedConnect && failed.resetCandidates == 0)
+        #expect(Driver.ending(failed) == Ending(.failedConnect, .kernel) && failed.resetCandidates == 0)
     }
 
     @Test func aNoticeDatesTheCloseOfASampledConnection() {
@@ -112,11 +114,7 @@ struct DestroyNoticeTests {
         #expect(second.unnamedEnds == [ipv4("10.0.0.5"): 2, ipv4("10.0.0.6"): 1])
         // Right after samples of the proc tables, a connection read there has no cookie to be found
         // by: an unnamed notice may be its own, so it is not counted beside its row.
-        var proc = Snapshot(
-            at: d.at + 1000, namespace: 4_026_531_840, bootID: d.bootID, sightings: [socket(client, .established)],
-            counters: [Snapshot.estabResetsCounter: d.resets])
-        proc.source = "proc"
-        d.at += 1000
+        let proc = d.snapshot([socket(client, .established)])
         _ = d.tracker.apply(proc, expectedInterval: d.interval)
         let switched = sample(
             &d, [], destroyed: [notice(key(40000, 0, local: "0.0.0.0"), cookie: 6, at: d.at + 10, established: false)], resetsSince: 1)
@@ -144,6 +142,71 @@ struct DestroyNoticeTests {
         _ = sample(&d, [], destroyed: [])
         let late = sample(&d, [], destroyed: [notice(SocketKey(local: cleared.local, remote: cleared.remote), cookie: 8, at: d.at + 1)])
         #expect(late.events.isEmpty && late.lateDestroys.map(\.connection) == [2] && late.unnamedEnds.isEmpty)
+    }
+
+    /// On loopback both ends of a reset count, and the kernel told of both: the resets decided
+    /// per connection are taken out of R, so a graceful close beside them is not called a reset.
+    @Test func resetsToldPerConnectionAreTakenOutOfTheCounter() {
+        var d = Driver()
+        let server = key(5432, 40000)
+        let graceful = key(40001, 443)
+        _ = sample(&d, [], destroyed: [])
+        _ = sample(
+            &d,
+            [
+                cookied(socket(client, .established, inode: 1), 1), cookied(socket(server, .established, inode: 2), 2),
+                socket(graceful, .established, inode: 3),
+            ], destroyed: [])
+        let disconnected = SocketKey(local: Endpoint(address: .ipv4Any, port: 40000), remote: Endpoint(address: ipv4("127.0.0.1"), port: 0))
+        let gone = sample(
+            &d, [],
+            destroyed: [notice(disconnected, cookie: 1, at: d.at + 5), notice(server, cookie: 2, at: d.at + 6, traffic: aborted)],
+            resetsSince: 2)
+        let endings = Dictionary(uniqueKeysWithValues: gone.closed.map { ($0.connection.id, $0.ending) })
+        #expect(endings[1] == Ending(.reset, .kernel, resetBy: .thisHost))
+        #expect(endings[2] == Ending(.reset, .kernel, resetBy: .peer))
+        // Both counted resets are theirs: the one left is not proven either way (the counter alone
+        // once judged all three, and could tell nothing of any).
+        #expect(endings[3] == Ending(.ambiguous, .counters))
+        #expect(gone.resetCandidates == 1 && gone.counterWindow.attributed == 2)
+    }
+
+    /// A destroy notice that comes after its close decides an ending the counter judged, and the
+    /// candidates left in that sample are judged again with one fewer to explain.
+    @Test func aLateNoticeDecidesWhatTheCounterCouldNot() throws {
+        let other = key(40001, 5432)
+        for (late, expected) in [(traffic, Ending(.reset, .counters)), (aborted, Ending(.ambiguous, .counters))] {
+            var d = Driver()
+            _ = sample(&d, [], destroyed: [])
+            _ = sample(
+                &d, [cookied(socket(client, .established, inode: 1), 1), cookied(socket(other, .established, inode: 2), 2)], destroyed: [])
+            // Both gone, one reset counted, and neither notice has come (their programs hold the sockets).
+            let gone = sample(&d, [], destroyed: [], resetsSince: 1)
+            #expect(gone.closed.map(\.ending) == [Ending(.ambiguous, .counters), Ending(.ambiguous, .counters)])
+            let next = sample(&d, [], destroyed: [notice(client, cookie: 1, at: d.at + 5, traffic: late)])
+            let decided = late == traffic ? Ending(.vanished, .kernel) : Ending(.reset, .kernel, resetBy: .peer)
+            #expect(next.lateDestroys.map(\.connection) == [1])
+            #expect(next.revisedEndings.map(\.connection) == [1, 2])
+            #expect(next.revisedEndings.map(\.ending) == [decided, expected])
+            #expect(next.revisedPrevious?.candidates == 1 && next.revisedPrevious?.attributed == (late == traffic ? 0 : 1))
+        }
+        // Older than the previous sample, and after a restart: it decides its own ending.
+        let scratch = try ScratchStore()
+        var d = Driver()
+        try scratch.record(sample(&d, [], destroyed: []), bootID: d.bootID)
+        try scratch.record(sample(&d, [cookied(socket(client, .established), 9)], destroyed: []), bootID: d.bootID)
+        try scratch.record(sample(&d, [], destroyed: [], resetsSince: 1, unseenOpens: 1), bootID: d.bootID)
+        try scratch.record(sample(&d, [], destroyed: []), bootID: d.bootID)
+        d.tracker = Tracker(state: try scratch.store.position(namespace: 4_026_531_840).tracker)
+        let late = sample(&d, [], destroyed: [notice(client, cookie: 9, at: d.at + 3, traffic: aborted)])
+        #expect(late.revisedEndings.map(\.ending) == [Ending(.reset, .kernel, resetBy: .peer)] && late.revisedPrevious == nil)
+        try scratch.record(late, bootID: d.bootID)
+        #expect(
+            try QuestionTests.rows(of: "SELECT end_reason, end_basis, reset_by, end_unacked FROM connections_v", in: scratch.store)
+                == [["reset", "kernel", "peer", "0"]])
+        // The totals followed the revision.
+        #expect(
+            try QuestionTests.rows(of: "SELECT resets, ambiguous, resets_by_peer FROM peer_totals", in: scratch.store) == [["1", "0", "1"]])
     }
 
     @Test func anotherCookieOnTheSameKeyIsAnotherConnection() {
@@ -244,13 +307,13 @@ struct DestroyNoticeTests {
     }
 
     /// A connection last sampled in SYN_SENT whose notice shows the handshake completed left
-    /// ESTABLISHED: it is weighed against the reset counter, not called a failed connect.
+    /// ESTABLISHED: its report judges it, it is not called a failed connect.
     @Test func aHandshakeTheNoticeShowsCompletedIsNotAFailedConnect() {
         var d = Driver()
         _ = sample(&d, [cookied(socket(client, .synSent), 5)], destroyed: [])
-        let gone = sample(&d, [], destroyed: [notice(client, cookie: 5, at: d.at + 9)], resetsSince: 1)
+        let gone = sample(&d, [], destroyed: [notice(client, cookie: 5, at: d.at + 9, traffic: aborted)], resetsSince: 1)
         #expect(gone.events == [.close(connection: 1, last: .established, reason: .reset)])
-        #expect(gone.resetCandidates == 1)
+        #expect(gone.resetCandidates == 0)
         var e = Driver()
         _ = sample(&e, [cookied(socket(client, .synSent), 5)], destroyed: [])
         let failed = sample(&e, [], destroyed: [notice(client, cookie: 5, at: e.at + 9, established: false)])
@@ -293,8 +356,9 @@ struct DestroyNoticeTests {
         try record(sample(&d, [], destroyed: []))
         try record(sample(&d, [sighting], destroyed: []))
         #expect(try ask(Question.peers).map { Array($0[0...6]) } == [["10.0.0.7", "1", "1", "0", "0", "900", "40"]])
-        // It goes, and its notice carries the final figures; another lives between the samples.
-        var final = traffic
+        // It goes, reset, and its notice carries the final figures; another, reset too, lives
+        // between the samples.
+        var final = aborted
         final.retransmittedSegments = 6
         let quick = key(40011, 443, remote: "10.0.0.7")
         try record(
@@ -302,27 +366,29 @@ struct DestroyNoticeTests {
                 &d, [],
                 destroyed: [
                     DestroyNotice(at: d.at + 100, key: lossy, cookie: 11, traffic: final, established: true),
-                    notice(quick, cookie: 12, at: d.at + 200),
+                    notice(quick, cookie: 12, at: d.at + 200, traffic: aborted),
                 ], resetsSince: 2))
-        #expect(try ask(Question.traffic) == [["10.0.0.7", "2", "1", "10002", "640", "18", "14", "6", "0.04"]])
+        #expect(try ask(Question.traffic) == [["10.0.0.7", "2", "1", "10000", "640", "18", "14", "6", "0.04"]])
         // The final figures replaced the last read ones in the totals; asked of a window, the
         // connections' own rows give the same.
-        let peers = [["10.0.0.7", "2", "2", "2", "2", "10002", "640"]]
+        let peers = [["10.0.0.7", "2", "2", "2", "2", "10000", "640"]]
         #expect(try ask(Question.peers).map { Array($0[0...6]) } == peers)
         #expect(try ask(Question.peers, QuestionParameters(port: 443, now: d.at)).map { Array($0[0...6]) } == peers)
-        // Each close with what it carried and when the kernel freed the socket.
+        // Each close with what it carried, when the kernel freed the socket, how it ended and who reset it.
         let closes = try ask(Question.timeline).filter { $0[1] == "close" }
         let freed = [100, 200].map { TimeText.iso8601(d.at - 1000 + $0) }
         #expect(
             closes.map { Array($0[5...]) } == [
-                ["10.0.0.7:443", "NULL", "NULL", "5001", "320", freed[0]], ["10.0.0.7:443", "NULL", "NULL", "5001", "320", freed[1]],
+                ["10.0.0.7:443", "NULL", "NULL", "5000", "320", freed[0], "reset", "peer"],
+                ["10.0.0.7:443", "NULL", "NULL", "5000", "320", freed[1], "reset", "peer"],
             ])
         let retransmits = try ask(Question.retransmits)
         #expect(retransmits.map { Array($0[0...5]) } == [["10.0.0.7", "127.0.0.1:40010", "10.0.0.7:443", "0", "6", "9"]])
         #expect(
             try QuestionTests.rows(
-                of: "SELECT between_samples, destroyed_at IS NOT NULL, end_reason FROM connections_v ORDER BY id", in: store)
-                == [["0", "1", "reset"], ["1", "1", "reset"]])
+                of: "SELECT between_samples, destroyed_at IS NOT NULL, end_reason, end_basis, reset_by FROM connections_v ORDER BY id",
+                in: store)
+                == [["0", "1", "reset", "kernel", "peer"], ["1", "1", "reset", "kernel", "peer"]])
     }
 
     /// Sockets that ended between samples without their ports are no rows, but the questions

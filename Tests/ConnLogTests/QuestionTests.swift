@@ -67,10 +67,12 @@ struct QuestionTests {
         ]
         var tracker = Tracker()
         var window: Int64?
+        var kernel = KernelCounters()
         for (second, sightings, resets) in samples {
-            let snapshot = Snapshot(
-                at: Self.t0 + second * 1000, namespace: 4_026_531_840, bootID: "boot", sightings: sightings,
-                counters: [Snapshot.estabResetsCounter: resets, "Tcp.ActiveOpens": 3])
+            var snapshot = Snapshot(
+                at: Self.t0 + second * 1000, namespace: 4_026_531_840, bootID: "boot", sightings: sightings)
+            kernel.resets = resets
+            kernel.count(&snapshot)
             let diff = tracker.apply(snapshot, expectedInterval: 1000)
             window = try store.record(diff, context: .init(namespace: snapshot.namespace, bootID: "boot", windowID: window, interval: 1000))
         }
@@ -101,16 +103,22 @@ struct QuestionTests {
     @Test func resetsRankPeersByResetsThenFailuresThenAmbiguity() throws {
         defer { try? FileManager.default.removeItem(at: directory) }
         let answer = try ask("resets")
-        #expect(answer.context.columns == ["peer", "resets", "failed_connects", "ambiguous", "connections", "last_reset"])
+        #expect(
+            answer.context.columns == [
+                "peer", "resets", "failed_connects", "ambiguous", "connections", "last_reset", "reset_by_this_host", "reset_by_peer",
+            ])
+        // The proc source: no reset's sender is known.
         #expect(
             answer.rows == [
-                ["10.0.0.1", "2", "0", "1", "3", Self.iso(2)],
-                ["10.0.0.3", "0", "1", "0", "1", "NULL"],
-                ["10.0.0.9", "0", "0", "1", "1", "NULL"],
-                ["10.0.0.4", "0", "0", "0", "2", "NULL"],
-                ["10.0.0.2", "0", "0", "0", "1", "NULL"],
-                ["10.0.0.5", "0", "0", "0", "1", "NULL"],
+                ["10.0.0.1", "2", "0", "1", "3", Self.iso(2), "0", "0"],
+                ["10.0.0.3", "0", "1", "0", "1", "NULL", "0", "0"],
+                ["10.0.0.9", "0", "0", "1", "1", "NULL", "0", "0"],
+                ["10.0.0.4", "0", "0", "0", "2", "NULL", "0", "0"],
+                ["10.0.0.2", "0", "0", "0", "1", "NULL", "0", "0"],
+                ["10.0.0.5", "0", "0", "0", "1", "NULL", "0", "0"],
             ])
+        // The two resets come from the counter: two counted, two connections gone, nothing else opened.
+        #expect(answer.context.notes.contains { $0.hasPrefix("2 of the resets were inferred from the kernel's reset counter") })
         // The gap is reported with the answer.
         #expect(answer.context.gaps == [Gap(from: Self.t0 + 5000, to: Self.t0 + 10_000, reason: "gap")])
         #expect(answer.context.notes.contains { $0.contains("1 gap") })
@@ -146,9 +154,18 @@ struct QuestionTests {
         let rows = try ask("timeline") { $0.port = 80 }.rows
         #expect(
             rows == [
-                [Self.iso(1), "open", "NULL", "ESTABLISHED", "127.0.0.1:41001", "10.0.0.4:80", "NULL", "NULL", "NULL", "NULL", "NULL"],
-                [Self.iso(4), "close", "ESTABLISHED", "NULL", "127.0.0.1:41001", "10.0.0.4:80", "NULL", "NULL", "NULL", "NULL", "NULL"],
-                [Self.iso(4), "open", "NULL", "ESTABLISHED", "127.0.0.1:41001", "10.0.0.4:80", "NULL", "NULL", "NULL", "NULL", "NULL"],
+                [
+                    Self.iso(1), "open", "NULL", "ESTABLISHED", "127.0.0.1:41001", "10.0.0.4:80", "NULL", "NULL", "NULL", "NULL", "NULL",
+                    "NULL", "NULL",
+                ],
+                [
+                    Self.iso(4), "close", "ESTABLISHED", "NULL", "127.0.0.1:41001", "10.0.0.4:80", "NULL", "NULL", "NULL", "NULL", "NULL",
+                    "vanished", "NULL",
+                ],
+                [
+                    Self.iso(4), "open", "NULL", "ESTABLISHED", "127.0.0.1:41001", "10.0.0.4:80", "NULL", "NULL", "NULL", "NULL", "NULL",
+                    "NULL", "NULL",
+                ],
             ])
         #expect(try ask("timeline") { $0.limit = 2 }.rows.count == 2)
         // Entering LAST_ACK, and leaving it by the close.
@@ -331,13 +348,16 @@ struct QuestionTests {
 
     @Test func counterIncreasesNeverCrossAGap() throws {
         defer { try? FileManager.default.removeItem(at: directory) }
-        let rows = try ask("counters") { $0.bucket = 5000 }.rows
+        let rows = try ask("counters") {
+            $0.bucket = 5000; $0.counter = "Tcp.EstabResets"
+        }.rows
         // +2 at 2 s, +1 at 5 s; the window after the gap starts a new baseline.
         // Rates divide by the time the samples covered: 4 s in the first bucket, 1 s in the second.
         #expect(rows == [[Self.iso(0), "Tcp.EstabResets", "2", "0.5"], [Self.iso(5), "Tcp.EstabResets", "1", "1.0"]])
         // A bucket shorter than the sampling interval still gives the rate over what a sample covered.
-        #expect(try ask("counters") { $0.bucket = 100 }.rows.first == [Self.iso(2), "Tcp.EstabResets", "2", "2.0"])
-        #expect(try ask("counters") { $0.counter = "Tcp.ActiveOpens" }.rows.isEmpty)
+        #expect(try ask("counters") { $0.bucket = 100 }.rows.first == [Self.iso(1), "Tcp.ActiveOpens", "4", "4.0"])
+        #expect(try ask("counters") { $0.bucket = 100 }.rows.dropFirst().first == [Self.iso(2), "Tcp.EstabResets", "2", "2.0"])
+        #expect(try ask("counters") { $0.counter = "Tcp.PassiveOpens" }.rows.isEmpty)
     }
 
     @Test func gapsListWhenNobodyWasRecording() throws {

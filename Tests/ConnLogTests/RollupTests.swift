@@ -43,6 +43,7 @@ struct RollupTests {
         var nextInode: UInt64 = 100
         var nextPort: UInt16 = 30_000
         var resets: Int64 = 0
+        var opens: Int64 = 0
         var bootID = "boot-1"
         var at: Int64
         let first: Int64
@@ -51,7 +52,7 @@ struct RollupTests {
         var samples = 0
         /// Notices held back a sample, as the kernel tells of a socket only when its last file
         /// descriptor closes; and how many the differ took as late.
-        var heldBack: [(key: SocketKey, cookie: UInt64, traffic: Traffic, established: Bool)] = []
+        var heldBack: [DestroyNotice] = []
         var lateNotices = 0
         /// Whether samples may come from netlink (false: what versions before 5 could record).
         let netlink: Bool
@@ -61,6 +62,30 @@ struct RollupTests {
             random = SplitMix64(state: seed)
             at = 1_700_000_000_000 + Int64.random(in: 0..<60_000, using: &random)
             first = at
+        }
+
+        /// A destroy notice for `key` with one of the endings the kernel reports, chosen at random:
+        /// graceful either way a connection opened, reset with nothing or something unread, aborted
+        /// by this host (disconnected), or with byte counts no rule explains.
+        mutating func ending(_ key: SocketKey, cookie: UInt64, established: Bool, at: Int64) -> DestroyNotice {
+            let sent = UInt64.random(in: 0...5000, using: &random)
+            var key = key
+            var traffic: Traffic? = Traffic(bytesAcked: sent + 2, bytesReceived: 7, bytesSent: sent)
+            var unread: UInt32 = 0
+            switch Int.random(in: 0..<6, using: &random) {
+            case 0: traffic?.bytesAcked = sent + 1
+            case 1: traffic?.bytesAcked = sent
+            case 2:
+                traffic?.bytesAcked = sent + 1
+                unread = 40
+            case 3:
+                key = SocketKey(
+                    local: Endpoint(address: .ipv4Any, port: key.local.port), remote: Endpoint(address: key.remote.address, port: 0))
+                traffic = nil
+            case 4: traffic?.bytesAcked = sent * 3 + 7
+            default: break
+            }
+            return DestroyNotice(at: at, key: key, cookie: cookie, traffic: traffic, established: established, unread: unread)
         }
 
         mutating func recordSample(into store: Store) throws {
@@ -94,7 +119,9 @@ struct RollupTests {
             // Samples 40 to 49 read the proc tables (a change of source starts a window).
             let netlink = self.netlink && !(40..<50).contains(samples)
             var destroyed = heldBack.map {
-                DestroyNotice(at: at - 700, key: $0.key, cookie: $0.cookie, traffic: $0.traffic, established: $0.established)
+                var notice = $0
+                notice.at = at - 700
+                return notice
             }
             heldBack.removeAll()
             var abrupt = 0
@@ -105,14 +132,11 @@ struct RollupTests {
                     connection.step += 1
                     if connection.state == nil {
                         if was == .established || was == .closeWait { abrupt += 1 }
-                        let traffic = Traffic(bytesAcked: connection.inode * 10, bytesReceived: 7)
+                        let notice = ending(connection.key, cookie: connection.inode, established: was != .synSent, at: at - 500)
                         if Int.random(in: 0..<4, using: &random) == 0 {
-                            heldBack.append((connection.key, connection.inode, traffic, was != .synSent))
+                            heldBack.append(notice)
                         } else {
-                            destroyed.append(
-                                DestroyNotice(
-                                    at: at - 500, key: connection.key, cookie: connection.inode, traffic: traffic,
-                                    established: was != .synSent))
+                            destroyed.append(notice)
                         }
                         continue
                     }
@@ -127,11 +151,9 @@ struct RollupTests {
                     local: Endpoint(address: ipv4("127.0.0.1"), port: nextPort),
                     remote: Endpoint(address: ipv4(RollupTests.peers.randomElement(using: &random)!), port: 443))
                 nextPort = nextPort == 60_000 ? 30_000 : nextPort + 1
-                destroyed.append(
-                    DestroyNotice(
-                        at: at - 300, key: key, cookie: nextInode, traffic: Traffic(bytesAcked: 1, bytesReceived: 2),
-                        established: established))
+                destroyed.append(ending(key, cookie: nextInode, established: established, at: at - 300))
                 nextInode += 1
+                opens += 1
             }
             for _ in 0..<Int.random(in: 0...4, using: &random) {
                 let peer = ipv4(RollupTests.peers.randomElement(using: &random)!)
@@ -149,9 +171,13 @@ struct RollupTests {
                         remote: Endpoint(address: peer, port: [443, 8080, 55_000].randomElement(using: &random)!))
                 live.append(Live(key: key, inode: nextInode, states: states))
                 nextInode += 1
+                opens += 1
             }
-            // The kernel counts some, all or none of the abrupt endings as resets.
+            // The kernel counts some, all or none of the abrupt endings as resets, some of them
+            // while the sockets are read; and now and then a connection no sample sees.
             resets += Int64(Int.random(in: 0...abrupt, using: &random))
+            let duringRead = Int64(Int.random(in: 0...1, using: &random))
+            opens += Int64(Int.random(in: 0...1, using: &random))
 
             var sightings = listening.sorted { $0.key < $1.key }.map { port, inode in
                 socket(
@@ -176,8 +202,10 @@ struct RollupTests {
                     }
                 }
             }
-            var snapshot = Snapshot(
-                at: at, namespace: 7, bootID: bootID, sightings: sightings, counters: [Snapshot.estabResetsCounter: resets])
+            var snapshot = Snapshot(at: at, namespace: 7, bootID: bootID, sightings: sightings)
+            snapshot.countersBeforeRead = ResetCounters(estabResets: resets, opens: opens)
+            resets += duringRead
+            snapshot.counters = [Snapshot.estabResetsCounter: resets, "Tcp.ActiveOpens": opens, "Tcp.PassiveOpens": 0]
             snapshot.source = netlink ? "netlink" : "proc"
             snapshot.destroyed = netlink ? destroyed : nil
             let diff = tracker.apply(snapshot, expectedInterval: 20_000)

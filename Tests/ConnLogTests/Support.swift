@@ -27,3 +27,28 @@ func temporaryDirectory() throws -> URL {
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
 }
+
+/// The kernel's TCP counters for synthetic samples, as the reset reconciliation reads them: one
+/// open for each key never seen before (not a listener's, nor one first seen in a handshake).
+struct KernelCounters {
+    /// `Tcp: EstabResets` so far.
+    var resets: Int64 = 0
+    /// `ActiveOpens` + `PassiveOpens` so far.
+    var opens: Int64 = 0
+    private var everSeen: Set<SocketKey> = []
+
+    /// Counts the opens of `snapshot`'s new keys, plus `unseenOpens` connections no sample sees,
+    /// and sets its counters as read just before its sockets and after them, with
+    /// `resetsDuringRead` resets counted in between.
+    mutating func count(_ snapshot: inout Snapshot, unseenOpens: Int64 = 0, resetsDuringRead: Int64 = 0) {
+        let counted = snapshot.sightings.filter { ![.listen, .synSent, .synReceived].contains($0.state) }.map(\.key)
+        let new = Set(counted).subtracting(everSeen)
+        everSeen.formUnion(snapshot.sightings.map(\.key))
+        opens += Int64(new.count) + unseenOpens
+        snapshot.countersBeforeRead = ResetCounters(estabResets: resets, opens: opens)
+        resets += resetsDuringRead
+        snapshot.counters[Snapshot.estabResetsCounter] = resets
+        snapshot.counters["Tcp.ActiveOpens"] = opens
+        snapshot.counters["Tcp.PassiveOpens"] = 0
+    }
+}

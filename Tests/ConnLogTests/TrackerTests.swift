@@ -2,29 +2,48 @@ import Testing
 
 @testable import ConnLog
 
-/// Drives a Tracker through synthetic samples one second apart.
+/// Drives a Tracker through synthetic samples one second apart, with the kernel's counters read
+/// before and after each sample's sockets.
 struct Driver {
     var tracker = Tracker()
     var at: Int64 = 1_700_000_000_000
     var bootID = "boot-a"
-    var resets: Int64 = 0
+    var kernel = KernelCounters()
     let interval: Int64 = 1000
 
-    /// Takes a sample holding `sightings`, after `resetsSince` more EstabResets.
-    mutating func sample(_ sightings: [Sighting], resetsSince: Int64 = 0, advance: Int64 = 1000, owners: [UInt64: ProcessOwner] = [:])
-        -> SampleDiff
-    {
+    /// A sample holding `sightings`. Before it the kernel counted `resetsSince` more EstabResets
+    /// and `unseenOpens` connections no sample sees (besides an open for each key never seen
+    /// before); `resetsDuringRead` more while the sockets were read.
+    mutating func snapshot(
+        _ sightings: [Sighting], resetsSince: Int64 = 0, resetsDuringRead: Int64 = 0, unseenOpens: Int64 = 0, advance: Int64 = 1000,
+        owners: [UInt64: ProcessOwner] = [:]
+    ) -> Snapshot {
         at += advance
-        resets += resetsSince
-        let snapshot = Snapshot(
-            at: at, namespace: 4_026_531_840, bootID: bootID, sightings: sightings,
-            counters: [Snapshot.estabResetsCounter: resets, "Tcp.ActiveOpens": 7], owners: owners)
+        kernel.resets += resetsSince
+        var snapshot = Snapshot(at: at, namespace: 4_026_531_840, bootID: bootID, sightings: sightings, owners: owners)
+        kernel.count(&snapshot, unseenOpens: unseenOpens, resetsDuringRead: resetsDuringRead)
+        return snapshot
+    }
+
+    /// Takes a sample (see ``snapshot(_:resetsSince:resetsDuringRead:unseenOpens:advance:owners:)``).
+    mutating func sample(
+        _ sightings: [Sighting], resetsSince: Int64 = 0, resetsDuringRead: Int64 = 0, unseenOpens: Int64 = 0, advance: Int64 = 1000,
+        owners: [UInt64: ProcessOwner] = [:]
+    ) -> SampleDiff {
+        let snapshot = snapshot(
+            sightings, resetsSince: resetsSince, resetsDuringRead: resetsDuringRead, unseenOpens: unseenOpens, advance: advance,
+            owners: owners)
         return tracker.apply(snapshot, expectedInterval: interval)
     }
 
     /// The end reason of the one connection the diff closed.
     static func reason(_ diff: SampleDiff) -> EndReason? {
-        diff.closed.count == 1 ? diff.closed[0].reason : nil
+        diff.closed.count == 1 ? diff.closed[0].ending.reason : nil
+    }
+
+    /// The ending of the one connection the diff closed.
+    static func ending(_ diff: SampleDiff) -> Ending? {
+        diff.closed.count == 1 ? diff.closed[0].ending : nil
     }
 }
 
@@ -99,9 +118,42 @@ struct TrackerTests {
         let other = key(40001, 5432)
         _ = d.sample([socket(client, .established, inode: 1), socket(other, .established, inode: 2)])
         let gone = d.sample([], resetsSince: 1)
-        #expect(gone.closed.map(\.reason) == [.ambiguous, .ambiguous])
+        #expect(gone.closed.map(\.ending.reason) == [.ambiguous, .ambiguous])
         #expect(gone.resets == 1)
         #expect(gone.resetCandidates == 2)
+    }
+
+    /// The kernel counts resets of every socket in the namespace, seen or not: a graceful close
+    /// in the same window as a reset no sample saw is not called a reset.
+    @Test func aResetNoSampleSawDoesNotMakeAGracefulCloseAReset() {
+        var d = Driver()
+        _ = d.sample([socket(client, .established)])
+        let gone = d.sample([], resetsSince: 1, unseenOpens: 1)
+        #expect(Driver.ending(gone) == Ending(.ambiguous, .counters))
+        #expect(gone.counterWindow.unseenOpens == 1 && gone.counterWindow.resetsWithin == 1)
+        // With no such connection, the one reset counted is the candidate's.
+        var e = Driver()
+        _ = e.sample([socket(client, .established)])
+        #expect(Driver.ending(e.sample([], resetsSince: 1)) == Ending(.reset, .counters))
+    }
+
+    /// A socket the previous read saw alive and that was reset while it was read is counted in
+    /// that sample's counters, though it is gone only in the next: neither sample can claim it.
+    @Test func aResetCountedWhileTheSocketsWereReadProvesNothing() {
+        var d = Driver()
+        let other = key(40001, 5432)
+        _ = d.sample([socket(client, .established, inode: 1), socket(other, .established, inode: 2)])
+        // `client` closes gracefully; `other` is read alive, then reset before the counters are read.
+        let first = d.sample([socket(other, .established, inode: 2)], resetsDuringRead: 1)
+        #expect(Driver.ending(first) == Ending(.ambiguous, .counters))
+        #expect(first.resets == 1 && first.counterWindow.resetsWithin == 0)
+        let second = d.sample([])
+        #expect(Driver.ending(second) == Ending(.ambiguous, .counters))
+        // Without a reset while reading, each sample's own is clear.
+        var e = Driver()
+        _ = e.sample([socket(client, .established, inode: 1), socket(other, .established, inode: 2)])
+        #expect(Driver.ending(e.sample([socket(other, .established, inode: 2)])) == Ending(.vanished, .counters))
+        #expect(Driver.ending(e.sample([], resetsSince: 1)) == Ending(.reset, .counters))
     }
 
     @Test func synSentNeverEstablishedIsAFailedConnect() {
@@ -138,12 +190,10 @@ struct TrackerTests {
         var d = Driver()
         _ = d.sample([socket(client, .established)])
         // 2.5 s later, but the previous sample took 700 ms: the collector was running all along.
-        let snapshot = Snapshot(
-            at: d.at + 2500, namespace: 4_026_531_840, bootID: d.bootID, sightings: [],
-            counters: [Snapshot.estabResetsCounter: 0])
+        let snapshot = d.snapshot([], advance: 2500)
         let diff = d.tracker.apply(snapshot, expectedInterval: 1000, slack: 700)
         #expect(diff.windowStart == nil)
-        #expect(diff.closed.map(\.reason) == [.vanished])
+        #expect(diff.closed.map(\.ending.reason) == [.vanished])
     }
 
     @Test func rebootClosesEverythingAsUnobserved() {
@@ -154,7 +204,7 @@ struct TrackerTests {
         // The same keys after a reboot are new connections, present when the window began.
         let after = d.sample([socket(client, .established)])
         #expect(after.windowStart == .reboot)
-        #expect(after.closed.map(\.reason) == [.unobserved, .unobserved])
+        #expect(after.closed.map(\.ending.reason) == [.unobserved, .unobserved])
         #expect(after.opened.count == 1)
         #expect(after.opened[0].id == 3)
         #expect(after.opened[0].preexisting)
@@ -165,14 +215,13 @@ struct TrackerTests {
     @Test func aNewSpacingStartsAWindowWithoutAGap() {
         var d = Driver()
         _ = d.sample([socket(client, .established)])
-        let snapshot = Snapshot(
-            at: d.at + 1000, namespace: 4_026_531_840, bootID: d.bootID, sightings: [socket(key(1, 2), .established, inode: 5)],
-            counters: [Snapshot.estabResetsCounter: 0])
+        let snapshot = d.snapshot([socket(key(1, 2), .established, inode: 5)])
         let diff = d.tracker.apply(snapshot, expectedInterval: 60_000)
         #expect(diff.windowStart == .interval)
         #expect(diff.opened[0].preexisting == false)
-        #expect(diff.closed.map(\.reason) == [.vanished])
-        #expect(diff.counterChanges.count == 1)
+        #expect(diff.closed.map(\.ending.reason) == [.vanished])
+        // A window's first sample stores every counter.
+        #expect(diff.counterChanges.count == snapshot.counters.count)
     }
 
     @Test func lastSeenInCloseIsAmbiguousAndNotACandidate() {
@@ -197,7 +246,8 @@ struct TrackerTests {
     @Test func newInodeOnTheSameKeyIsANewConnection() {
         var d = Driver()
         _ = d.sample([socket(client, .established, inode: 100)])
-        let diff = d.sample([socket(client, .established, inode: 200)], resetsSince: 1)
+        // (The successor is an open of its own, though its key is not new.)
+        let diff = d.sample([socket(client, .established, inode: 200)], resetsSince: 1, unseenOpens: 1)
         // The close of the old one comes first, then the open of its successor.
         #expect(
             diff.events == [
@@ -266,13 +316,13 @@ struct TrackerTests {
         _ = d.sample([socket(client, .established, inode: 1), socket(other, .established, inode: 2)])
         // One read misses `client` while `other` really goes, with one reset counted: R = 1, V = 2.
         let missed = d.sample([], resetsSince: 1)
-        #expect(missed.closed.map(\.reason) == [.ambiguous, .ambiguous])
+        #expect(missed.closed.map(\.ending.reason) == [.ambiguous, .ambiguous])
         let back = d.sample([socket(client, .established, inode: 1)])
         #expect(back.reopened == [1])
         // Only `other` left ESTABLISHED straight to gone, and the one reset was its.
-        #expect(back.revisedPreviousCandidates == 1)
-        #expect(back.revisedReasons.map(\.connection) == [2])
-        #expect(back.revisedReasons.map(\.reason) == [.reset])
+        #expect(back.revisedPrevious?.candidates == 1)
+        #expect(back.revisedEndings.map(\.connection) == [2])
+        #expect(back.revisedEndings.map(\.ending) == [Ending(.reset, .counters)])
     }
 
     @Test func aMissedSocketBackWithoutItsInodeInAClosingStateIsTheSame() {
@@ -386,7 +436,7 @@ struct TrackerTests {
     @Test func countersAreStoredWhenTheyChange() {
         var d = Driver()
         let first = d.sample([])
-        #expect(first.counterChanges.count == 2)
+        #expect(first.counterChanges.count == 3)
         let same = d.sample([])
         #expect(same.counterChanges.isEmpty)
         let moved = d.sample([], resetsSince: 2)

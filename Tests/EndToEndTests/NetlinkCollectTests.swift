@@ -125,7 +125,7 @@ extension CollectTests {
             let carried = ["\(ShortLived.request + 2)", "\(ShortLived.answer + 1)"]
             let clientCloses: [[String]] = timeline.stdout.split(separator: "\r\n").compactMap { line in
                 let fields = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
-                return fields.count == 11 && fields[1] == "close" && fields[5] == server ? fields : nil
+                return fields.count == 13 && fields[1] == "close" && fields[5] == server ? fields : nil
             }
             #expect(clientCloses.count == 2000)
             // What it carried, and when the kernel freed it: before the sample that recorded the close.

@@ -45,7 +45,10 @@ extension CollectTests {
         let rows = answer.stdout.split(separator: "\r\n").map {
             $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
         }
-        #expect(rows.first == ["peer", "resets", "failed_connects", "ambiguous", "connections", "last_reset"])
+        #expect(
+            rows.first == [
+                "peer", "resets", "failed_connects", "ambiguous", "connections", "last_reset", "reset_by_this_host", "reset_by_peer",
+            ])
         let peers = rows.dropFirst().map { $0[0] }
         let resets = Dictionary(uniqueKeysWithValues: rows.dropFirst().map { ($0[0], $0[1]) })
         #expect(resets["127.0.0.2"] == "10")

@@ -2,13 +2,14 @@
 public enum EndReason: Int, Sendable, CaseIterable, CustomStringConvertible {
     /// Seen in FIN_WAIT1, FIN_WAIT2, CLOSING or TIME_WAIT: this side closed first, gracefully.
     case activeClose = 1
-    /// Seen in LAST_ACK, or last seen in CLOSE_WAIT in a window with no reset: the peer closed first.
+    /// Seen in LAST_ACK, or last seen in CLOSE_WAIT and then closed gracefully: the peer closed first.
     case passiveClose = 2
-    /// Left ESTABLISHED or CLOSE_WAIT straight to gone, and `Tcp: EstabResets` confirms an abort.
+    /// Left ESTABLISHED or CLOSE_WAIT for gone without this side's FIN acknowledged: an RST sent or
+    /// received, or given up after time-outs.
     case reset = 3
-    /// Left ESTABLISHED straight to gone while `EstabResets` did not move.
+    /// Left ESTABLISHED straight to gone, gracefully: a close too quick to sample.
     case vanished = 4
-    /// Left ESTABLISHED straight to gone in a window where `EstabResets` cannot tell which were resets.
+    /// Left ESTABLISHED or CLOSE_WAIT straight to gone, and nothing tells whether it was reset.
     case ambiguous = 5
     /// Left SYN_SENT without ever being ESTABLISHED: an outbound connect refused or timed out.
     case failedConnect = 6
@@ -36,6 +37,64 @@ public enum EndReason: Int, Sendable, CaseIterable, CustomStringConvertible {
     }
 
     public var description: String { name }
+}
+
+/// What decided how a connection ended; stored as `connections.end_basis` (the `end_bases` table
+/// names the codes).
+public enum EndBasis: Int, Sendable, CaseIterable, CustomStringConvertible {
+    /// The states the samples saw (TIME_WAIT, LAST_ACK, SYN_SENT only, a listener).
+    case states = 1
+    /// The kernel's own report of the socket as it freed it (netlink): its final tcp_info and queues.
+    case kernel = 2
+    /// The reset reconciliation: the kernel's counters, for a connection with no report of its own.
+    case counters = 3
+    /// Nothing: it closed while nobody was recording.
+    case gap = 4
+
+    public var name: String {
+        switch self {
+        case .states: "states"
+        case .kernel: "kernel"
+        case .counters: "counters"
+        case .gap: "gap"
+        }
+    }
+
+    public var description: String { name }
+}
+
+/// Who sent the RST that ended a connection, where the kernel's report tells; stored as
+/// `connections.reset_by` (the `reset_senders` table names the codes).
+public enum ResetSender: Int, Sendable, CaseIterable, CustomStringConvertible {
+    /// This host aborted it: the kernel disconnected the socket before freeing it (SO_LINGER 0).
+    case thisHost = 1
+    /// The peer: its end was not acknowledged, nothing was left unread, and no retransmission or
+    /// probe was waiting (a received RST; an administrator's `ss -K` looks the same).
+    case peer = 2
+
+    public var name: String {
+        switch self {
+        case .thisHost: "this_host"
+        case .peer: "peer"
+        }
+    }
+
+    public var description: String { name }
+}
+
+/// How a connection ended, what decided it, and who sent the reset where that is known.
+public struct Ending: Hashable, Sendable, CustomStringConvertible {
+    public var reason: EndReason
+    public var basis: EndBasis
+    public var resetBy: ResetSender?
+
+    public init(_ reason: EndReason, _ basis: EndBasis, resetBy: ResetSender? = nil) {
+        self.reason = reason
+        self.basis = basis
+        self.resetBy = resetBy
+    }
+
+    public var description: String { "\(reason) (\(basis)\(resetBy.map { ", by \($0)" } ?? ""))" }
 }
 
 /// Which side opened a connection; stored as `connections.direction`.
@@ -109,6 +168,11 @@ public struct TrackedConnection: Hashable, Sendable {
         get { netlink?.value.betweenSamples ?? false }
         set { netlinkFacts.betweenSamples = newValue }
     }
+    /// What the kernel's destroy notification told of its end, once it came.
+    public var finalReport: FinalReport? {
+        get { netlink?.value.finalReport }
+        set { netlinkFacts.finalReport = newValue }
+    }
 
     private struct NetlinkFacts: Hashable, Sendable {
         var cookie: UInt64 = 0
@@ -116,6 +180,7 @@ public struct TrackedConnection: Hashable, Sendable {
         var trafficWrittenAt: Int64 = 0
         var destroyedAt: Int64?
         var betweenSamples = false
+        var finalReport: FinalReport?
     }
 
     /// Every change makes a new box: copies of a connection never share one that changes.

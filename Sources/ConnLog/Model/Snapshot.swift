@@ -84,6 +84,10 @@ public struct Traffic: Hashable, Sendable {
     public var bytesAcked: UInt64
     /// `tcpi_bytes_received`: sequence space received, FIN included.
     public var bytesReceived: UInt64
+    /// `tcpi_bytes_sent`: data bytes sent, retransmissions included (no SYN or FIN).
+    public var bytesSent: UInt64
+    /// `tcpi_bytes_retrans`: the retransmitted part of `bytesSent`.
+    public var bytesRetransmitted: UInt64
     /// `tcpi_segs_out` and `tcpi_segs_in`: segments sent and received, retransmissions included.
     public var segmentsOut: UInt32
     public var segmentsIn: UInt32
@@ -95,11 +99,14 @@ public struct Traffic: Hashable, Sendable {
     public var congestionWindow: UInt32
 
     public init(
-        bytesAcked: UInt64 = 0, bytesReceived: UInt64 = 0, segmentsOut: UInt32 = 0, segmentsIn: UInt32 = 0,
-        retransmittedSegments: UInt32 = 0, rttMicroseconds: UInt32 = 0, congestionWindow: UInt32 = 0
+        bytesAcked: UInt64 = 0, bytesReceived: UInt64 = 0, bytesSent: UInt64 = 0, bytesRetransmitted: UInt64 = 0,
+        segmentsOut: UInt32 = 0, segmentsIn: UInt32 = 0, retransmittedSegments: UInt32 = 0, rttMicroseconds: UInt32 = 0,
+        congestionWindow: UInt32 = 0
     ) {
         self.bytesAcked = bytesAcked
         self.bytesReceived = bytesReceived
+        self.bytesSent = bytesSent
+        self.bytesRetransmitted = bytesRetransmitted
         self.segmentsOut = segmentsOut
         self.segmentsIn = segmentsIn
         self.retransmittedSegments = retransmittedSegments
@@ -113,7 +120,7 @@ public struct Traffic: Hashable, Sendable {
 /// The kernel frees a socket when it is closed and done with (a graceful close going into
 /// TIME_WAIT frees the full socket then, and leaves a TIME_WAIT socket with the same cookie), so
 /// each socket is told once, however briefly it lived. The notification names the socket and
-/// carries its final traffic; its state is always CLOSE and its inode and uid are 0.
+/// carries its final traffic and queues; its state is always CLOSE and its inode and uid are 0.
 public struct DestroyNotice: Hashable, Sendable {
     /// When connlog received it, in milliseconds since the epoch.
     public var at: Int64
@@ -123,13 +130,60 @@ public struct DestroyNotice: Hashable, Sendable {
     /// Whether its handshake completed (tcp_info counts a delivered segment): false for a connect
     /// abandoned in SYN_SENT.
     public var established: Bool
+    /// `idiag_wqueue`: sequence space written but not acknowledged (data, and this side's FIN).
+    public var unacknowledged: UInt32
+    /// `idiag_rqueue`: bytes received that the program never read.
+    public var unread: UInt32
+    /// `tcpi_retransmits` or `tcpi_probes` was not 0: a retransmission or probe went unanswered.
+    public var retransmitting: Bool
 
-    public init(at: Int64, key: SocketKey, cookie: UInt64, traffic: Traffic?, established: Bool) {
+    public init(
+        at: Int64, key: SocketKey, cookie: UInt64, traffic: Traffic?, established: Bool, unacknowledged: UInt32 = 0,
+        unread: UInt32 = 0, retransmitting: Bool = false
+    ) {
         self.at = at
         self.key = key
         self.cookie = cookie
         self.traffic = traffic
         self.established = established
+        self.unacknowledged = unacknowledged
+        self.unread = unread
+        self.retransmitting = retransmitting
+    }
+
+    /// The kernel disconnected the socket before freeing it (`tcp_disconnect` clears the remote
+    /// port, the local address and the counters): this side aborted it (SO_LINGER 0, or a listener
+    /// closing with it unaccepted), or its connect() returned an error.
+    public var disconnected: Bool { key.remote.port == 0 }
+
+    /// What it tells of how its connection ended.
+    public var report: FinalReport {
+        FinalReport(
+            disconnected: disconnected, traffic: disconnected ? nil : traffic, unacknowledged: unacknowledged, unread: unread,
+            retransmitting: retransmitting)
+    }
+}
+
+/// What the kernel reported of a socket as it freed it, for deciding how its connection ended
+/// (``Ending``).
+public struct FinalReport: Hashable, Sendable {
+    /// The kernel disconnected it first: this side aborted it.
+    public var disconnected: Bool
+    /// Its final tcp_info counts; nil when disconnected (they were zeroed) or not sent.
+    public var traffic: Traffic?
+    /// Sequence space written but not acknowledged at the end (`idiag_wqueue`).
+    public var unacknowledged: UInt32
+    /// Bytes received and never read (`idiag_rqueue`).
+    public var unread: UInt32
+    /// A retransmission or keepalive probe was unanswered at the end.
+    public var retransmitting: Bool
+
+    public init(disconnected: Bool, traffic: Traffic?, unacknowledged: UInt32, unread: UInt32, retransmitting: Bool) {
+        self.disconnected = disconnected
+        self.traffic = traffic
+        self.unacknowledged = unacknowledged
+        self.unread = unread
+        self.retransmitting = retransmitting
     }
 }
 
@@ -154,8 +208,12 @@ public struct Snapshot: Sendable {
     public var bootID: String
     /// Every line that parsed, possibly with duplicates (the kernel does not read the table atomically).
     public var sightings: [Sighting]
-    /// `Tcp.*` (net/snmp) and `TcpExt.*` (net/netstat) counters by name; empty when unreadable.
+    /// `Tcp.*` (net/snmp) and `TcpExt.*` (net/netstat) counters by name, read after the sockets;
+    /// empty when unreadable.
     public var counters: [String: Int64]
+    /// The reset reconciliation's counters read just before the sockets: the list is not read in
+    /// one instant, so a reset counted while it was read may belong to a socket on either side.
+    public var countersBeforeRead: ResetCounters?
     /// Table lines that did not parse and were skipped.
     public var malformedLines: Int
     /// Owners of socket inodes, for the inodes that could be attributed.
@@ -192,4 +250,25 @@ public struct Snapshot: Sendable {
 
     /// The counter the reset reconciliation reads (`Tcp: EstabResets` in net/snmp).
     public static let estabResetsCounter = "Tcp.EstabResets"
+}
+
+/// What the reset reconciliation reads of the kernel's counters at one moment (net/snmp's `Tcp:`
+/// line): the aborts counted so far, and the connections opened so far.
+public struct ResetCounters: Hashable, Sendable {
+    /// `EstabResets`: sockets that went from ESTABLISHED or CLOSE_WAIT straight to CLOSE.
+    public var estabResets: Int64
+    /// `ActiveOpens` + `PassiveOpens`: connects begun and connections accepted; nil when either is missing.
+    public var opens: Int64?
+
+    public init(estabResets: Int64, opens: Int64?) {
+        self.estabResets = estabResets
+        self.opens = opens
+    }
+
+    /// From counters by name; nil without `EstabResets`.
+    public init?(_ counters: [String: Int64]) {
+        guard let resets = counters[Snapshot.estabResetsCounter] else { return nil }
+        let opens = counters["Tcp.ActiveOpens"].flatMap { active in counters["Tcp.PassiveOpens"].map { active &+ $0 } }
+        self.init(estabResets: resets, opens: opens)
+    }
 }

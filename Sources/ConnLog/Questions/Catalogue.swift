@@ -8,16 +8,22 @@ extension Question {
         name: "resets",
         summary: "peers ranked by connections that ended in a reset",
         accepts: [.since, .until, .limit, .peer, .port],
-        columns: ["peer", "resets", "failed_connects", "ambiguous", "connections", "last_reset"],
-        caveats: [],
-        blindSpots: [.ambiguousEndings, .unnamedEnds],
+        columns: [
+            "peer", "resets", "failed_connects", "ambiguous", "connections", "last_reset", "reset_by_this_host", "reset_by_peer",
+        ],
+        caveats: [
+            "reset_by_this_host and reset_by_peer count the resets whose sender the kernel told (netlink destroy notices); one that timed out, left data unread, or is known from the reset counter alone is in resets only"
+        ],
+        blindSpots: [.ambiguousEndings, .inferredResets, .unnamedEnds],
         sql: """
             SELECT ra.text AS peer,
                    sum(c.end_reason IS 3 AND c.closed_at BETWEEN :since AND :until) AS resets,
                    sum(c.end_reason IS 6 AND c.closed_at BETWEEN :since AND :until) AS failed_connects,
                    sum(c.end_reason IS 5 AND c.closed_at BETWEEN :since AND :until) AS ambiguous,
                    count(*) AS connections,
-                   \(Fragment.iso("max(CASE WHEN c.end_reason = 3 AND c.closed_at BETWEEN :since AND :until THEN c.closed_at END)")) AS last_reset
+                   \(Fragment.iso("max(CASE WHEN c.end_reason = 3 AND c.closed_at BETWEEN :since AND :until THEN c.closed_at END)")) AS last_reset,
+                   sum(c.end_reason IS 3 AND c.reset_by IS 1 AND c.closed_at BETWEEN :since AND :until) AS reset_by_this_host,
+                   sum(c.end_reason IS 3 AND c.reset_by IS 2 AND c.closed_at BETWEEN :since AND :until) AS reset_by_peer
             FROM connections c JOIN addresses ra ON ra.id = c.remote_address
             WHERE c.direction <> 0 AND \(Fragment.aliveRows) AND \(Fragment.peerFilter) AND \(Fragment.portFilter)
             GROUP BY ra.id
@@ -29,7 +35,8 @@ extension Question {
             sql: """
                 SELECT ra.text AS peer, sum(t.resets) AS resets, sum(t.failed_connects) AS failed_connects,
                        sum(t.ambiguous) AS ambiguous, sum(t.connections) AS connections,
-                       \(Fragment.iso("max(t.last_reset)")) AS last_reset
+                       \(Fragment.iso("max(t.last_reset)")) AS last_reset, sum(t.resets_by_this_host) AS reset_by_this_host,
+                       sum(t.resets_by_peer) AS reset_by_peer
                 \(Fragment.peerTotals)
                 WHERE t.direction <> 0 AND \(Fragment.peerFilter)
                 GROUP BY t.remote_address
@@ -164,9 +171,10 @@ extension Question {
         accepts: [.since, .until, .limit, .peer, .port, .state],
         columns: [
             "time", "event", "from_state", "to_state", "local", "remote", "pid", "program", "bytes_acked", "bytes_received",
-            "destroyed_at",
+            "destroyed_at", "end_reason", "reset_by",
         ],
         caveats: [
+            "a close shows how its connection ended (end_reason) and, for a reset whose sender the kernel's report told, who sent it (reset_by: this_host or peer)",
             "a close shows what its connection carried, when it was read over netlink: its final traffic once the kernel freed the socket, else the last read",
             "destroyed_at is when the kernel told it freed the socket, to the millisecond (netlink only): between the last sample that saw the connection and the close's time, or later for a socket its program held on to after a reset",
         ],
@@ -174,9 +182,11 @@ extension Question {
             SELECT \(Fragment.iso("s.at")) AS time, k.name AS event, fs.name AS from_state, ts.name AS to_state,
                    \(Fragment.endpoint("la", "c.local_port")) AS local, \(Fragment.endpoint("ra", "c.remote_port")) AS remote,
                    c.pid, p.name AS program, x.bytes_acked, x.bytes_received,
-                   \(Fragment.iso("x.destroyed_at")) AS destroyed_at
+                   \(Fragment.iso("x.destroyed_at")) AS destroyed_at, r.name AS end_reason, rs.name AS reset_by
             \(Fragment.eventRows)
             LEFT JOIN connection_details x ON x.connection_id = c.id AND e.kind = 3
+            LEFT JOIN end_reasons r ON r.code = c.end_reason AND e.kind = 3
+            LEFT JOIN reset_senders rs ON rs.code = c.reset_by AND e.kind = 3
             WHERE \(Fragment.eventsInTime)
               AND (:peer IS NULL OR ra.text = :peer OR la.text = :peer) AND \(Fragment.portFilter)
               AND (:state IS NULL OR e.from_state = :state OR e.to_state = :state)

@@ -118,6 +118,8 @@ public struct Shortcut: Sendable {
 public enum BlindSpot: Sendable {
     /// Connections counted `ambiguous`, and in how many samples the reset counter could not tell.
     case ambiguousEndings
+    /// Resets known from the reset counter alone, not from the connection's own report.
+    case inferredResets
     /// Connections already open when observation began: their first_seen is a lower bound.
     case preexisting
     /// Sockets aborted or failed to connect between two samples, known per peer but not as

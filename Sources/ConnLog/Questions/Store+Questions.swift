@@ -43,18 +43,39 @@ extension Store {
         if spots.contains(.ambiguousEndings) {
             let statement = try database.cached(
                 """
-                SELECT (SELECT count(*) FROM connections c JOIN addresses ra ON ra.id = c.remote_address
-                        WHERE c.end_reason = 5 AND c.closed_at BETWEEN :since AND :until
-                          AND \(Fragment.peerFilter) AND \(Fragment.portFilter)),
-                       (SELECT count(*) FROM samples WHERE at BETWEEN :since AND :until AND reset_candidates > 0
-                          AND (resets IS NULL OR resets < reset_candidates) AND resets IS NOT 0)
+                SELECT count(*), count(DISTINCT e.sample_id)
+                FROM connections c JOIN addresses ra ON ra.id = c.remote_address
+                JOIN events e ON e.connection_id = c.id AND e.kind = 3
+                WHERE c.end_reason = 5 AND c.closed_at BETWEEN :since AND :until AND \(Fragment.peerFilter) AND \(Fragment.portFilter)
                 """)
             defer { statement.reset() }
             try statement.bind(named: values)
             if try statement.step(), statement.int64(0) > 0 {
                 notes.append(
-                    "\(statement.int64(0)) connection(s) ended `ambiguous`, in \(statement.int64(1)) sample(s) where the kernel counted fewer resets than connections went straight from ESTABLISHED to gone (samples.resets < samples.reset_candidates): some of them were resets"
+                    "\(statement.int64(0)) connection(s) ended `ambiguous`, in \(statement.int64(1)) sample(s): they went straight from ESTABLISHED to gone with no report of their own (the proc source, collect --once, or a destroy notice that was dropped or never came), and the kernel's reset counter could not tell whether they were resets (samples.resets_within, resets_around, unseen_opens): some of them may have been"
                 )
+            }
+        }
+        if spots.contains(.inferredResets) {
+            let statement = try database.cached(
+                """
+                SELECT COALESCE(sum(c.end_basis = 3), 0), COALESCE(sum(c.end_basis IS NULL), 0)
+                FROM connections c JOIN addresses ra ON ra.id = c.remote_address
+                WHERE c.end_reason = 3 AND c.closed_at BETWEEN :since AND :until AND \(Fragment.peerFilter) AND \(Fragment.portFilter)
+                """)
+            defer { statement.reset() }
+            try statement.bind(named: values)
+            if try statement.step() {
+                if statement.int64(0) > 0 {
+                    notes.append(
+                        "\(statement.int64(0)) of the resets were inferred from the kernel's reset counter, not told per connection (end_basis 'counters'): in their samples it counted more resets than everything else that closed could explain"
+                    )
+                }
+                if statement.int64(1) > 0 {
+                    notes.append(
+                        "\(statement.int64(1)) of the resets were recorded before schema version 6, by a rule that weighed the reset counter alone and could call a graceful close a reset"
+                    )
+                }
             }
         }
         if spots.contains(.preexisting) {

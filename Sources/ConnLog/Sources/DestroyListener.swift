@@ -193,10 +193,12 @@ public final class DestroyListener: Sendable {
                     SockDiag.forEachMessage(in: UnsafeRawBufferPointer(rebasing: bytes[..<received])) { type, _, payload in
                         guard Int32(type) == SOCK_DIAG_BY_FAMILY, let decoded = SockDiag.decode(payload) else { return }
                         let sighting = decoded.sighting
+                        // A freed socket is in CLOSE: its queues are the kernel's idiag_wqueue and rqueue.
                         heard.append(
                             DestroyNotice(
                                 at: at, key: sighting.key, cookie: sighting.cookie, traffic: sighting.traffic,
-                                established: decoded.delivered))
+                                established: decoded.delivered, unacknowledged: sighting.txQueue, unread: sighting.rxQueue,
+                                retransmitting: sighting.retransmits > 0 || decoded.probes > 0))
                     }
                 }
             }

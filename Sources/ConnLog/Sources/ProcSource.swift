@@ -100,6 +100,8 @@ public final class ProcSource {
     }
 
     private func read(heard: DestroyListener.Heard?) throws(ConnLogError) -> Snapshot {
+        // The reset reconciliation brackets the socket list with the counters (Ending.swift says why).
+        let before = text("\(root)/net/snmp").flatMap { ResetCounters(CounterParser.parse($0, prefixes: ["Tcp"])) }
         let started = FileReading.monotonicNanoseconds()
         let at = TimeText.nowMilliseconds()
         sightings.removeAll(keepingCapacity: true)
@@ -152,6 +154,7 @@ public final class ProcSource {
             counters: counters, malformedLines: malformed, owners: attributed, attributed: owners != nil,
             readMicroseconds: readTime)
         snapshot.problems = problems
+        snapshot.countersBeforeRead = before
         snapshot.source = socketSource
         snapshot.destroyed = heard?.notices
         snapshot.destroysLost = heard?.lost ?? 0

@@ -120,14 +120,15 @@ public final class SockDiag {
         return true
     }
 
-    /// One socket of a dump or a destroy notification: its sighting, and whether tcp_info
-    /// counts a delivered segment (its handshake completed).
-    static func decode(_ payload: UnsafeRawBufferPointer) -> (sighting: Sighting, delivered: Bool)? {
+    /// One socket of a dump or a destroy notification: its sighting, whether tcp_info counts a
+    /// delivered segment (its handshake completed), and its keepalive or zero-window probes unanswered.
+    static func decode(_ payload: UnsafeRawBufferPointer) -> (sighting: Sighting, delivered: Bool, probes: UInt8)? {
         let messageSize = MemoryLayout<inet_diag_msg>.size
         guard payload.count >= messageSize else { return nil }
         let message = payload.loadUnaligned(as: inet_diag_msg.self)
         var traffic: Traffic?
         var delivered = false
+        var probes: UInt8 = 0
         // The dump's own retransmit count is the probes sent for the keepalive and zero-window
         // timers; the proc tables' retrnsmt is always the retransmit timeouts, as tcp_info's.
         var retransmits = UInt32(message.idiag_retrans)
@@ -146,15 +147,17 @@ public final class SockDiag {
                     target.copyMemory(from: UnsafeRawBufferPointer(rebasing: payload[offset + 4..<offset + 4 + count]))
                 }
                 traffic = Traffic(
-                    bytesAcked: info.tcpi_bytes_acked, bytesReceived: info.tcpi_bytes_received, segmentsOut: info.tcpi_segs_out,
-                    segmentsIn: info.tcpi_segs_in, retransmittedSegments: info.tcpi_total_retrans, rttMicroseconds: info.tcpi_rtt,
+                    bytesAcked: info.tcpi_bytes_acked, bytesReceived: info.tcpi_bytes_received, bytesSent: info.tcpi_bytes_sent,
+                    bytesRetransmitted: info.tcpi_bytes_retrans, segmentsOut: info.tcpi_segs_out, segmentsIn: info.tcpi_segs_in,
+                    retransmittedSegments: info.tcpi_total_retrans, rttMicroseconds: info.tcpi_rtt,
                     congestionWindow: info.tcpi_snd_cwnd)
                 delivered = info.tcpi_delivered > 0 || info.tcpi_bytes_received > 0
                 retransmits = UInt32(info.tcpi_retransmits)
+                probes = info.tcpi_probes
             }
             offset += (length + 3) & ~3
         }
-        return (sighting(message, traffic: traffic, retransmits: retransmits), delivered)
+        return (sighting(message, traffic: traffic, retransmits: retransmits), delivered, probes)
     }
 
     /// One `inet_diag_msg` as the proc tables would show it, with what its tcp_info gave. Built

@@ -39,12 +39,21 @@ extension Store {
         let afterReboot = firstSample == lastSample && window.text(5) == WindowStart.reboot.rawValue
         let source = window.text(6)
         var lastAt: Int64 = 0
-        var lastResets: Int64?
+        var lastWindow = Ending.CounterWindow()
+        var lastBefore: ResetCounters?
         var attributed = false
-        try database.forEach("SELECT at, resets, attributed FROM samples WHERE id = ?", [.integer(lastSample)]) {
+        try database.forEach(
+            """
+            SELECT at, attributed, resets_within, resets_around, unseen_opens, attributed_resets, estab_resets_before, opens_before
+            FROM samples WHERE id = ?
+            """, [.integer(lastSample)]
+        ) {
             lastAt = $0.int64(0)
-            lastResets = $0.optionalInt64(1)
-            attributed = $0.int(2) == 1
+            attributed = $0.int(1) == 1
+            lastWindow = Ending.CounterWindow(
+                resetsWithin: $0.optionalInt64(2), resetsAround: $0.optionalInt64(3), unseenOpens: $0.optionalInt64(4),
+                attributed: Int($0.optionalInt64(5) ?? 0))
+            if let resets = $0.optionalInt64(6) { lastBefore = ResetCounters(estabResets: resets, opens: $0.optionalInt64(7)) }
         }
 
         var counters: [String: Int64] = [:]
@@ -65,42 +74,45 @@ extension Store {
             open.append(connection)
         }
         var justClosed: [SocketKey: TrackedConnection] = [:]
-        var justClosedBetweenSamples: [TrackedConnection] = []
         var candidates: Set<Int64> = []
         var awaiting: [UInt64: Tracker.AwaitedClose] = [:]
         if !afterReboot {
             try loadConnections(
                 where: "c.id IN (SELECT connection_id FROM events WHERE sample_id = ? AND kind = 3)", [.integer(lastSample)]
-            ) { connection, reason in
-                if connection.betweenSamples {
-                    justClosedBetweenSamples.append(connection)
-                } else {
-                    justClosed[connection.key] = connection
-                }
-                if reason != .unobserved && Tracker.isResetCandidate(connection) { candidates.insert(connection.id) }
+            ) { connection, basis in
+                // Known from its destroy notice alone: no later sighting can be the same socket.
+                guard !connection.betweenSamples else { return }
+                justClosed[connection.key] = connection
+                if basis == .counters { candidates.insert(connection.id) }
             }
             // Closes still owed their destroy notice (as Tracker.classify keeps them).
             try database.forEach(
                 """
-                SELECT x.cookie, c.id, c.closed_at FROM connections c JOIN connection_details x ON x.connection_id = c.id
+                SELECT x.cookie, c.id, c.closed_at, c.state, c.states_seen, c.direction, c.preexisting, c.end_basis
+                FROM connections c JOIN connection_details x ON x.connection_id = c.id
                 WHERE c.closed_at >= ? AND c.namespace_id = ? AND x.destroyed_at IS NULL AND x.between_samples = 0 AND c.state <> 6
                 """, [.integer(lastAt - Tracker.awaitedFor), .integer(namespaceID)]
             ) {
-                awaiting[UInt64(bitPattern: $0.int64(0))] = Tracker.AwaitedClose(connection: $0.int64(1), closedAt: $0.int64(2))
+                let opened = Ending.openedActively(
+                    statesSeen: TCPStateSet(rawValue: UInt32(truncatingIfNeeded: $0.int64(4))),
+                    direction: Direction(rawValue: $0.int(5)) ?? .outbound, preexisting: $0.int(6) != 0)
+                awaiting[UInt64(bitPattern: $0.int64(0))] = Tracker.AwaitedClose(
+                    connection: $0.int64(1), closedAt: $0.int64(2), lastState: TCPState(rawValue: UInt8(truncatingIfNeeded: $0.int(3))),
+                    openedActively: opened, judgedByCounters: $0.optionalInt64(7) == Int64(EndBasis.counters.rawValue))
             }
         }
 
         var tracker = Tracker.State(
             openConnections: open, justClosed: justClosed, last: (lastAt, bootID, counters, interval), nextID: nextID,
-            lastResets: lastResets, lastCandidates: candidates)
+            lastWindow: lastWindow, lastCandidates: candidates)
+        tracker.lastCountersBeforeRead = lastBefore
         tracker.lastSource = source
-        tracker.justClosedBetweenSamples = justClosedBetweenSamples
         tracker.awaitingNotice = awaiting
         return Position(tracker: tracker, windowID: windowID, lastSampleAttributed: attributed)
     }
 
     private func loadConnections(
-        where condition: String, _ values: [SQLValue], _ body: (TrackedConnection, EndReason?) -> Void
+        where condition: String, _ values: [SQLValue], _ body: (TrackedConnection, EndBasis?) -> Void
     ) throws {
         // Many connections share a few addresses: each is decoded once.
         var addresses: [Int64: IPAddress] = [:]
@@ -117,7 +129,7 @@ extension Store {
                    c.direction, c.preexisting, c.first_seen, c.time_wait_at, c.max_retransmits, c.max_tx_queue,
                    c.max_rx_queue, c.pid, p.name, c.end_reason, c.local_address, c.remote_address,
                    x.cookie, x.between_samples, x.bytes_acked, x.bytes_received, x.segments_out, x.segments_in,
-                   x.retransmitted_segments, x.rtt_us, x.destroyed_at, x.cwnd
+                   x.retransmitted_segments, x.rtt_us, x.destroyed_at, x.cwnd, c.end_basis, x.bytes_sent, x.bytes_retrans
             FROM connections c
             JOIN addresses la ON la.id = c.local_address
             JOIN addresses ra ON ra.id = c.remote_address
@@ -152,13 +164,15 @@ extension Store {
                 if let acked = row.optionalInt64(23) {
                     connection.traffic = Traffic(
                         bytesAcked: UInt64(bitPattern: acked), bytesReceived: UInt64(bitPattern: row.int64(24)),
+                        bytesSent: UInt64(bitPattern: row.optionalInt64(32) ?? 0),
+                        bytesRetransmitted: UInt64(bitPattern: row.optionalInt64(33) ?? 0),
                         segmentsOut: UInt32(truncatingIfNeeded: row.int64(25)), segmentsIn: UInt32(truncatingIfNeeded: row.int64(26)),
                         retransmittedSegments: UInt32(truncatingIfNeeded: row.int64(27)),
                         rttMicroseconds: UInt32(truncatingIfNeeded: row.int64(28)),
                         congestionWindow: UInt32(truncatingIfNeeded: row.optionalInt64(30) ?? 0))
                 }
             }
-            body(connection, row.optionalInt64(18).flatMap { EndReason(rawValue: Int($0)) })
+            body(connection, row.optionalInt64(31).flatMap { EndBasis(rawValue: Int($0)) })
         }
     }
 
@@ -234,17 +248,21 @@ extension Store {
         try database.cached(
             """
             INSERT INTO samples (window_id, at, after, sockets, malformed, resets, reset_candidates, read_us, attributed, run,
-                                 destroys, destroys_lost)
+                                 destroys, destroys_lost, estab_resets_before, opens_before, resets_within, resets_around,
+                                 unseen_opens, attributed_resets)
             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,
                     CASE WHEN ?10 THEN NULL ELSE (SELECT s.run FROM samples s JOIN windows w ON w.id = s.window_id
                                                   WHERE w.namespace_id = ?11 ORDER BY s.id DESC LIMIT 1) END,
-                    ?12, ?13)
+                    ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
             """
         ).run([
             .integer(windowID), .integer(diff.at), SQLValue(diff.after), .integer(Int64(diff.sockets)),
             .integer(Int64(context.malformedLines)), SQLValue(diff.resets), .integer(Int64(diff.resetCandidates)),
             .integer(context.readMicroseconds), .integer(context.attributed ? 1 : 0), .integer(beginsRun ? 1 : 0),
             .integer(namespaceID), SQLValue(diff.destroys.map(Int64.init)), SQLValue(diff.destroysLost.map(Int64.init)),
+            SQLValue(diff.countersBeforeRead?.estabResets), SQLValue(diff.countersBeforeRead?.opens),
+            SQLValue(diff.counterWindow.resetsWithin), SQLValue(diff.counterWindow.resetsAround),
+            SQLValue(diff.counterWindow.unseenOpens), .integer(Int64(diff.counterWindow.attributed)),
         ])
         let sampleID = database.lastInsertRowID
         if beginsRun {
@@ -283,32 +301,40 @@ extension Store {
             ])
         }
 
-        // What the netlink source adds to a connection (cookie, traffic, when the kernel freed it).
+        // What the netlink source adds to a connection (cookie, traffic, when the kernel freed it and
+        // what it reported then).
         let details = try database.cached(
             """
-            INSERT OR FAIL INTO connection_details (connection_id, cookie, between_samples, destroyed_at, bytes_acked,
-                bytes_received, segments_out, segments_in, retransmitted_segments, rtt_us, cwnd)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT OR FAIL INTO connection_details (connection_id, cookie, between_samples, destroyed_at, end_unacked, end_unread,
+                bytes_acked, bytes_received, segments_out, segments_in, retransmitted_segments, rtt_us, cwnd, bytes_sent,
+                bytes_retrans)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (connection_id) DO UPDATE SET
                 cookie = excluded.cookie, destroyed_at = COALESCE(excluded.destroyed_at, destroyed_at),
+                end_unacked = COALESCE(excluded.end_unacked, end_unacked), end_unread = COALESCE(excluded.end_unread, end_unread),
                 bytes_acked = COALESCE(excluded.bytes_acked, bytes_acked),
                 bytes_received = COALESCE(excluded.bytes_received, bytes_received),
                 segments_out = COALESCE(excluded.segments_out, segments_out),
                 segments_in = COALESCE(excluded.segments_in, segments_in),
                 retransmitted_segments = COALESCE(excluded.retransmitted_segments, retransmitted_segments),
-                rtt_us = COALESCE(excluded.rtt_us, rtt_us), cwnd = COALESCE(excluded.cwnd, cwnd)
+                rtt_us = COALESCE(excluded.rtt_us, rtt_us), cwnd = COALESCE(excluded.cwnd, cwnd),
+                bytes_sent = COALESCE(excluded.bytes_sent, bytes_sent), bytes_retrans = COALESCE(excluded.bytes_retrans, bytes_retrans)
             """)
         func writeDetails(_ c: TrackedConnection) throws {
             guard c.cookie != 0 else { return }
             try details.run(
-                [.integer(c.id), .integer(Int64(bitPattern: c.cookie)), .integer(c.betweenSamples ? 1 : 0), SQLValue(c.destroyedAt)]
-                    + Self.trafficValues(c.traffic))
+                [
+                    .integer(c.id), .integer(Int64(bitPattern: c.cookie)), .integer(c.betweenSamples ? 1 : 0), SQLValue(c.destroyedAt),
+                    SQLValue(c.finalReport.map { Int64($0.unacknowledged) }), SQLValue(c.finalReport.map { Int64($0.unread) }),
+                ] + Self.trafficValues(c.traffic))
         }
         for c in diff.opened { try writeDetails(c) }
 
         for id in diff.reopened {
             try database.cached("DELETE FROM events WHERE connection_id = ? AND kind = 3").run([.integer(id)])
-            try database.cached("UPDATE connection_details SET destroyed_at = NULL WHERE connection_id = ?").run([.integer(id)])
+            try database.cached(
+                "UPDATE connection_details SET destroyed_at = NULL, end_unacked = NULL, end_unread = NULL WHERE connection_id = ?"
+            ).run([.integer(id)])
             try database.cached("UPDATE connections SET closed_at = NULL, last_seen = NULL, end_reason = NULL WHERE id = ?")
                 .run([.integer(id)])
         }
@@ -329,23 +355,22 @@ extension Store {
             try writeDetails(c)
         }
 
-        if let candidates = diff.revisedPreviousCandidates {
+        if let revised = diff.revisedPrevious {
             try database.cached(
                 """
-                UPDATE samples SET reset_candidates = ? WHERE id = (
+                UPDATE samples SET reset_candidates = ?, attributed_resets = ? WHERE id = (
                     SELECT max(s.id) FROM samples s JOIN windows w ON w.id = s.window_id
                     WHERE w.namespace_id = ? AND s.id < ?)
                 """
-            ).run([.integer(Int64(candidates)), .integer(namespaceID), .integer(sampleID)])
-            for (id, reason) in diff.revisedReasons {
-                try database.cached("UPDATE connections SET end_reason = ? WHERE id = ?")
-                    .run([.integer(Int64(reason.rawValue)), .integer(id)])
-            }
+            ).run([.integer(Int64(revised.candidates)), .integer(Int64(revised.attributed)), .integer(namespaceID), .integer(sampleID)])
         }
+        let revise = try database.cached("UPDATE connections SET end_reason = ?, end_basis = ?, reset_by = ? WHERE id = ?")
+        for (id, ending) in diff.revisedEndings { try revise.run(Self.endingValues(ending) + [.integer(id)]) }
 
-        let close = try database.cached("UPDATE OR FAIL connections SET closed_at = ?, last_seen = ?, end_reason = ? WHERE id = ?")
-        for (c, reason) in diff.closed {
-            try close.run([.integer(diff.at), SQLValue(diff.after), .integer(Int64(reason.rawValue)), .integer(c.id)])
+        let close = try database.cached(
+            "UPDATE OR FAIL connections SET closed_at = ?, last_seen = ?, end_reason = ?, end_basis = ?, reset_by = ? WHERE id = ?")
+        for (c, ending) in diff.closed {
+            try close.run([.integer(diff.at), SQLValue(diff.after)] + Self.endingValues(ending) + [.integer(c.id)])
             try writeDetails(c)
         }
         // A notice that came after the close (the upsert also makes the row of a connection read
@@ -356,8 +381,10 @@ extension Store {
                 continue
             }
             try details.run(
-                [.integer(late.connection), .integer(Int64(bitPattern: late.cookie)), .integer(0), .integer(late.at)]
-                    + Self.trafficValues(late.traffic))
+                [
+                    .integer(late.connection), .integer(Int64(bitPattern: late.cookie)), .integer(0), .integer(late.at),
+                    .integer(Int64(late.report.unacknowledged)), .integer(Int64(late.report.unread)),
+                ] + Self.trafficValues(late.traffic))
         }
 
         let insertEvent = try database.cached(
@@ -378,13 +405,23 @@ extension Store {
         return windowID
     }
 
-    /// The seven traffic columns of `connection_details`, NULL without tcp_info.
+    /// The nine traffic columns of `connection_details`, in the order the upsert names them; NULL
+    /// without tcp_info.
     static func trafficValues(_ t: Traffic?) -> [SQLValue] {
         [
             SQLValue(t.map { Int64(bitPattern: $0.bytesAcked) }), SQLValue(t.map { Int64(bitPattern: $0.bytesReceived) }),
             SQLValue(t.map { Int64($0.segmentsOut) }), SQLValue(t.map { Int64($0.segmentsIn) }),
             SQLValue(t.map { Int64($0.retransmittedSegments) }), SQLValue(t.map { Int64($0.rttMicroseconds) }),
-            SQLValue(t.map { Int64($0.congestionWindow) }),
+            SQLValue(t.map { Int64($0.congestionWindow) }), SQLValue(t.map { Int64(bitPattern: $0.bytesSent) }),
+            SQLValue(t.map { Int64(bitPattern: $0.bytesRetransmitted) }),
+        ]
+    }
+
+    /// `end_reason`, `end_basis` and `reset_by` of an ending.
+    static func endingValues(_ ending: Ending) -> [SQLValue] {
+        [
+            .integer(Int64(ending.reason.rawValue)), .integer(Int64(ending.basis.rawValue)),
+            SQLValue(ending.resetBy.map { Int64($0.rawValue) }),
         ]
     }
 

@@ -31,18 +31,25 @@ public struct SampleDiff: Sendable {
     /// Open connections whose stored facts changed (state, maxima, inode, owner).
     public var updated: [TrackedConnection] = []
     /// Connections seen gone, with how they ended.
-    public var closed: [(connection: TrackedConnection, reason: EndReason)] = []
+    public var closed: [(connection: TrackedConnection, ending: Ending)] = []
     /// Connections closed by the previous sample that this sample saw again unchanged: that read
     /// missed them (the kernel does not read the table atomically), so their close is withdrawn.
     public var reopened: [Int64] = []
-    /// When a withdrawn close was one of the previous sample's reset candidates, that sample's V
-    /// shrinks and its other candidates are judged again: their new reasons, and the new V.
-    public var revisedReasons: [(connection: Int64, reason: EndReason)] = []
-    public var revisedPreviousCandidates: Int?
+    /// Endings decided again: a close an earlier sample recorded whose destroy notice came only
+    /// now, and, when a withdrawn close or such a notice takes one of the previous sample's
+    /// candidates out of its V, that sample's other candidates judged again.
+    public var revisedEndings: [(connection: Int64, ending: Ending)] = []
+    /// The previous sample's V and attributed resets after such a revision.
+    public var revisedPrevious: (candidates: Int, attributed: Int)?
     /// R: the `Tcp: EstabResets` delta since the previous sample, when both were read in one boot.
     public var resets: Int64?
-    /// V: connections that left ESTABLISHED or CLOSE_WAIT straight to gone.
+    /// V: connections a sample saw alive that left ESTABLISHED or CLOSE_WAIT straight to gone
+    /// with no report of their own, judged by the reset counter.
     public var resetCandidates: Int = 0
+    /// What the counter was weighed with (``Ending/CounterWindow``), and the counters read before
+    /// this sample's sockets, kept for the next sample's window.
+    public var counterWindow = Ending.CounterWindow()
+    public var countersBeforeRead: ResetCounters?
     /// Counters to store: all of them when a window starts, else the ones whose value changed.
     public var counterChanges: [String: Int64] = [:]
     /// Distinct sockets in the sample, after folding duplicated lines.
@@ -52,13 +59,24 @@ public struct SampleDiff: Sendable {
     public var destroys: Int?
     public var destroysLost: Int?
     /// Connections an earlier sample closed whose destroy notification came only now: when the
-    /// kernel freed them, and their final traffic.
-    public var lateDestroys: [(connection: Int64, cookie: UInt64, at: Int64, traffic: Traffic?)] = []
+    /// kernel freed them, and what it reported.
+    public var lateDestroys: [LateDestroy] = []
     /// Sockets the kernel disconnected before it freed them, that matched no connection a sample
     /// saw, per peer: aborted by this side (SO_LINGER 0, or never accepted when their listener
     /// closed), or whose connect() returned an error. The kernel had cleared their ports and local
     /// address, so they cannot be recorded as connections.
     public var unnamedEnds: [IPAddress: Int] = [:]
+}
+
+/// A destroy notification for a connection an earlier sample closed.
+public struct LateDestroy: Sendable, Equatable {
+    public var connection: Int64
+    public var cookie: UInt64
+    /// When it arrived.
+    public var at: Int64
+    public var report: FinalReport
+    /// The final traffic, unless the kernel zeroed it (a disconnected socket).
+    public var traffic: Traffic? { report.traffic }
 }
 
 /// The pure differ: previous socket set + a new sample -> events and per-connection facts.
@@ -88,17 +106,16 @@ public struct Tracker: Sendable {
         public var last: (at: Int64, bootID: String, counters: [String: Int64], interval: Int64)?
         /// The id the next new connection gets.
         public var nextID: Int64
-        /// R of the last sample, and the ids of its reset candidates (its V), for revising them
-        /// when one of its closes is withdrawn.
-        public var lastResets: Int64?
+        /// What the last sample's counter verdict was weighed with, and the ids of its
+        /// candidates (its V), for judging them again when one of them is taken out of V.
+        public var lastWindow = Ending.CounterWindow()
         public var lastCandidates: Set<Int64>
+        /// The reset counters read just before the last sample's sockets.
+        public var lastCountersBeforeRead: ResetCounters?
         /// The local ports of `open`'s listeners, kept between samples; nil until computed.
         var listeningPorts: Set<UInt16>?
         /// Where the last sample's sockets were read (`proc` or `netlink`).
         public var lastSource: String?
-        /// Connections the last sample closed that are known from a destroy notice alone (kept
-        /// apart from `justClosed`: they share no socket with a later sighting, and may share a key).
-        public var justClosedBetweenSamples: [TrackedConnection] = []
         /// Closed connections whose destroy notice has not come yet, by cookie: the kernel frees a
         /// socket (and tells) only when its last file descriptor closes, which can be long after
         /// it left the tables. A notice that finds one here dates that close, and is never taken
@@ -109,10 +126,10 @@ public struct Tracker: Sendable {
         public init(
             open: [SocketKey: TrackedConnection] = [:], justClosed: [SocketKey: TrackedConnection] = [:],
             last: (at: Int64, bootID: String, counters: [String: Int64], interval: Int64)? = nil, nextID: Int64 = 1,
-            lastResets: Int64? = nil, lastCandidates: Set<Int64> = []
+            lastWindow: Ending.CounterWindow = Ending.CounterWindow(), lastCandidates: Set<Int64> = []
         ) {
             self.init(
-                openConnections: Array(open.values), justClosed: justClosed, last: last, nextID: nextID, lastResets: lastResets,
+                openConnections: Array(open.values), justClosed: justClosed, last: last, nextID: nextID, lastWindow: lastWindow,
                 lastCandidates: lastCandidates)
         }
 
@@ -120,25 +137,37 @@ public struct Tracker: Sendable {
         public init(
             openConnections: [TrackedConnection], justClosed: [SocketKey: TrackedConnection] = [:],
             last: (at: Int64, bootID: String, counters: [String: Int64], interval: Int64)? = nil, nextID: Int64 = 1,
-            lastResets: Int64? = nil, lastCandidates: Set<Int64> = []
+            lastWindow: Ending.CounterWindow = Ending.CounterWindow(), lastCandidates: Set<Int64> = []
         ) {
             self.table = ConnectionTable(openConnections)
             self.justClosed = justClosed
             self.last = last
             self.nextID = nextID
-            self.lastResets = lastResets
+            self.lastWindow = lastWindow
             self.lastCandidates = lastCandidates
         }
     }
 
-    /// A closed connection still owed its destroy notice.
+    /// A closed connection still owed its destroy notice, with what its notice needs to decide
+    /// its ending again when the counter judged it.
     public struct AwaitedClose: Sendable, Equatable {
         public var connection: Int64
         public var closedAt: Int64
+        /// The state it was last seen in, and whether this side opened it (``Ending/openedActively(_:)``).
+        public var lastState: TCPState
+        public var openedActively: Bool?
+        /// Its ending came from the reset counter: its notice decides it instead.
+        public var judgedByCounters: Bool
 
-        public init(connection: Int64, closedAt: Int64) {
+        public init(
+            connection: Int64, closedAt: Int64, lastState: TCPState = .established, openedActively: Bool? = nil,
+            judgedByCounters: Bool = false
+        ) {
             self.connection = connection
             self.closedAt = closedAt
+            self.lastState = lastState
+            self.openedActively = openedActively
+            self.judgedByCounters = judgedByCounters
         }
     }
 
@@ -187,6 +216,22 @@ public struct Tracker: Sendable {
         } else {
             diff.windowStart = .first
         }
+        diff.countersBeforeRead = snapshot.countersBeforeRead
+        // What the reset counter can be weighed with: only within one boot, with observation before.
+        var window = Ending.CounterWindow()
+        var opensAround: Int64?
+        if let last = state.last, last.bootID == snapshot.bootID, diff.windowStart?.isBlind != true {
+            let after = ResetCounters(snapshot.counters)
+            if let before = snapshot.countersBeforeRead, let previousAfter = ResetCounters(last.counters),
+                before.estabResets >= previousAfter.estabResets
+            {
+                window.resetsWithin = before.estabResets - previousAfter.estabResets
+            }
+            if let after, let previousBefore = state.lastCountersBeforeRead {
+                if after.estabResets >= previousBefore.estabResets { window.resetsAround = after.estabResets - previousBefore.estabResets }
+                if let now = after.opens, let then = previousBefore.opens, now >= then { opensAround = now - then }
+            }
+        }
         let lastCounters = diff.windowStart == nil ? state.last?.counters ?? [:] : [:]
         diff.counterChanges = snapshot.counters.filter { lastCounters[$0.key] != $0.value }
 
@@ -194,20 +239,17 @@ public struct Tracker: Sendable {
             // Nothing on the old boot survives it, and no read saw when it went.
             for connection in state.table.connections.sorted(by: { $0.id < $1.id }) {
                 diff.events.append(.close(connection: connection.id, last: connection.state, reason: .unobserved))
-                diff.closed.append((connection, .unobserved))
+                diff.closed.append((connection, Ending(.unobserved, .gap)))
             }
             state.table.removeAll()
             state.listeningPorts = []
             state.justClosed.removeAll()
-            state.justClosedBetweenSamples.removeAll()
             state.lastCandidates.removeAll()
             state.awaitingNotice.removeAll()
         }
 
         let previouslyClosed = state.justClosed
-        let previouslyBetweenSamples = state.justClosedBetweenSamples
         state.justClosed.removeAll(keepingCapacity: true)
-        state.justClosedBetweenSamples.removeAll()
 
         // Destroy notices by cookie, for the connections they tell of to claim. One heard before
         // observation began (or across a gap) tells of a socket whose life nobody watched.
@@ -262,6 +304,11 @@ public struct Tracker: Sendable {
         if !unmatched.isEmpty || !notices.isEmpty {
             listeningPorts = state.listeningPorts ?? Self.listeningPorts(of: state.table.connections)
             for sighting in sightings where sighting.state == .listen { listeningPorts.insert(sighting.key.local.port) }
+            // A listener that opened and closed between two samples is known from its notice alone.
+            for notice in notices.values
+            where notice.key.remote.port == 0 && notice.key.remote.address.isUnspecified && notice.key.local.port != 0 {
+                listeningPorts.insert(notice.key.local.port)
+            }
         }
         state.table.remove(at: closing)
         // Connections known from destroy notices alone are closed before any opens of this sample.
@@ -276,6 +323,7 @@ public struct Tracker: Sendable {
             {
                 diff.reopened.append(connection.id)
                 if connection.destroyedAt != nil { connection.destroyedAt = nil }
+                if connection.finalReport != nil { connection.finalReport = nil }
                 _ = Self.update(&connection, with: sighting, snapshot: snapshot, into: &diff)
                 state.table.insert(connection)
                 diff.updated.append(connection)
@@ -283,10 +331,21 @@ public struct Tracker: Sendable {
                 open(sighting, snapshot: snapshot, listeningPorts: listeningPorts, into: &diff)
             }
         }
+        if let opensAround {
+            // The connections this read saw that the kernel opened since the previous read began.
+            // (Not those first seen in a handshake state: a request socket is not counted yet, and
+            // a connect may be listed an instant before it is.)
+            let seen = diff.opened.reduce(Int64(0)) { count, connection in
+                let handshake = connection.state == .synSent || connection.state == .synReceived || connection.state == .newSynReceived
+                return count + (connection.direction == .listen || handshake ? 0 : 1)
+            }
+            window.unseenOpens = opensAround >= seen ? opensAround - seen : nil
+        }
+        var decidedLate: [Int64: Ending] = [:]
         if !notices.isEmpty {
             claim(
                 &notices, previouslyClosed: previouslyClosed, closures: &pendingClosures, listeningPorts: listeningPorts,
-                eventsAt: opensStart, snapshot: snapshot, into: &diff)
+                eventsAt: opensStart, snapshot: snapshot, decidedLate: &decidedLate, into: &diff)
         }
         let listenerChanged = diff.events.contains { event in
             if case .state(_, let from, let to) = event { return from == .listen || to == .listen }
@@ -297,10 +356,11 @@ public struct Tracker: Sendable {
         {
             state.listeningPorts = Self.listeningPorts(of: state.table.connections)
         }
-        revisePreviousSample(previouslyClosed: previouslyClosed, previouslyBetweenSamples: previouslyBetweenSamples, into: &diff)
-        classify(pendingClosures, into: &diff)
+        revisePreviousSample(previouslyClosed: previouslyClosed, decidedLate: decidedLate, into: &diff)
+        classify(pendingClosures, window: window, into: &diff)
 
         state.last = (snapshot.at, snapshot.bootID, snapshot.counters, expectedInterval)
+        state.lastCountersBeforeRead = snapshot.countersBeforeRead
         state.lastSource = snapshot.source
         return diff
     }
@@ -323,9 +383,13 @@ public struct Tracker: Sendable {
     /// counters. Its notice is matched by cookie alone; one that matches nothing names no
     /// connection to record, and is counted against its peer (``SampleDiff/unnamedEnds``). Not
     /// listeners' notices, nor those of sockets that never connected: they name no peer.
+    ///
+    /// A notice for an earlier close that the reset counter judged decides that ending again
+    /// (`decidedLate`, by connection).
     private mutating func claim(
         _ notices: inout [UInt64: DestroyNotice], previouslyClosed: [SocketKey: TrackedConnection], closures: inout [TrackedConnection],
-        listeningPorts: Set<UInt16>, eventsAt opensStart: Int, snapshot: Snapshot, into diff: inout SampleDiff
+        listeningPorts: Set<UInt16>, eventsAt opensStart: Int, snapshot: Snapshot, decidedLate: inout [Int64: Ending],
+        into diff: inout SampleDiff
     ) {
         var closingByKey: [SocketKey: Int] = [:]
         var closingByCookie: [UInt64: Int] = [:]
@@ -349,7 +413,13 @@ public struct Tracker: Sendable {
             } else if let index = closingByCookie[notice.cookie] {
                 date(&closures[index], by: notice, traffic: traffic)
             } else if let awaited = state.awaitingNotice.removeValue(forKey: notice.cookie) {
-                diff.lateDestroys.append((awaited.connection, notice.cookie, notice.at, traffic))
+                diff.lateDestroys.append(
+                    LateDestroy(connection: awaited.connection, cookie: notice.cookie, at: notice.at, report: notice.report))
+                if awaited.judgedByCounters,
+                    let ending = Ending.fromReport(notice.report, lastState: awaited.lastState, openedActively: awaited.openedActively)
+                {
+                    decidedLate[awaited.connection] = ending
+                }
             } else if let live, lastOnKey[notice.key] == notice.cookie,
                 state.table[live].cookie == 0 || Self.tookOverFromAFullSocket(state.table[live])
             {
@@ -360,7 +430,14 @@ public struct Tracker: Sendable {
             } else if named, let index = closingByKey[notice.key], closures[index].cookie == 0 {
                 date(&closures[index], by: notice, traffic: traffic)
             } else if named, let connection = previouslyClosed[notice.key], connection.cookie == 0 {
-                diff.lateDestroys.append((connection.id, notice.cookie, notice.at, traffic))
+                diff.lateDestroys.append(
+                    LateDestroy(connection: connection.id, cookie: notice.cookie, at: notice.at, report: notice.report))
+                if state.lastCandidates.contains(connection.id),
+                    let ending = Ending.fromReport(
+                        notice.report, lastState: connection.state, openedActively: Ending.openedActively(connection))
+                {
+                    decidedLate[connection.id] = ending
+                }
             } else if named {
                 // Its handshake completed, or it never left SYN_SENT: the state it left is inferred.
                 let state: TCPState = notice.established ? .established : .synSent
@@ -371,6 +448,7 @@ public struct Tracker: Sendable {
                 self.state.nextID += 1
                 connection.betweenSamples = true
                 connection.destroyedAt = notice.at
+                connection.finalReport = notice.report
                 connection.trafficWrittenAt = snapshot.at
                 diff.opened.append(connection)
                 betweenSamplesEvents.append(.open(connection: connection.id, state: state))
@@ -404,6 +482,7 @@ public struct Tracker: Sendable {
     private func date(_ connection: inout TrackedConnection, by notice: DestroyNotice, traffic: Traffic?) {
         if connection.cookie == 0 { connection.cookie = notice.cookie }
         connection.destroyedAt = notice.at
+        connection.finalReport = notice.report
         if let traffic, connection.state != .listen { connection.traffic = traffic }
         if notice.established && (connection.state == .synSent || connection.state == .synReceived) {
             connection.state = .established
@@ -516,35 +595,23 @@ public struct Tracker: Sendable {
         return true
     }
 
-    /// Whether a closed connection is one of V: it left ESTABLISHED or CLOSE_WAIT straight to
-    /// gone, with nothing in its states that tells how it ended.
-    static func isResetCandidate(_ connection: TrackedConnection) -> Bool {
-        (connection.state == .established || connection.state == .closeWait)
-            && !connection.statesSeen.hasActiveClose && !connection.statesSeen.contains(.lastAck)
-    }
-
-    /// The reconciliation: R resets counted against V abrupt closes.
-    static func abruptEnding(of connection: TrackedConnection, resets: Int64?, candidates: Int) -> EndReason {
-        if let r = resets, r >= Int64(candidates) { return .reset }
-        if resets == 0 { return connection.state == .closeWait ? .passiveClose : .vanished }
-        // Fewer resets than candidates, or no counter to ask: any of them may have been reset.
-        return .ambiguous
-    }
-
-    /// A withdrawn close that was one of the previous sample's V leaves a smaller V there; its
-    /// other candidates are judged again against the same R.
+    /// Takes connections out of the previous sample's V: closes withdrawn (the socket was there
+    /// after all) and those whose destroy notice came now and decided them. Its other candidates
+    /// are judged again against the same counters, with one resets fewer to explain for each of
+    /// the taken out that was a reset.
     private func revisePreviousSample(
-        previouslyClosed: [SocketKey: TrackedConnection], previouslyBetweenSamples: [TrackedConnection], into diff: inout SampleDiff
+        previouslyClosed: [SocketKey: TrackedConnection], decidedLate: [Int64: Ending], into diff: inout SampleDiff
     ) {
-        let withdrawn = state.lastCandidates.intersection(diff.reopened)
+        for (connection, ending) in decidedLate.sorted(by: { $0.key < $1.key }) { diff.revisedEndings.append((connection, ending)) }
+        let late = state.lastCandidates.intersection(decidedLate.keys)
+        let withdrawn = state.lastCandidates.intersection(diff.reopened).union(late)
         guard !withdrawn.isEmpty else { return }
-        let remaining = (previouslyClosed.values + previouslyBetweenSamples).filter {
-            state.lastCandidates.contains($0.id) && !withdrawn.contains($0.id)
-        }
-        diff.revisedPreviousCandidates = remaining.count
+        var window = state.lastWindow
+        window.attributed += late.filter { decidedLate[$0]?.reason == .reset }.count
+        let remaining = previouslyClosed.values.filter { state.lastCandidates.contains($0.id) && !withdrawn.contains($0.id) }
+        diff.revisedPrevious = (remaining.count, window.attributed)
         for connection in remaining.sorted(by: { $0.id < $1.id }) {
-            let reason = Self.abruptEnding(of: connection, resets: state.lastResets, candidates: remaining.count)
-            diff.revisedReasons.append((connection.id, reason))
+            diff.revisedEndings.append((connection.id, Ending.byCounters(connection, candidates: remaining.count, window: window)))
         }
     }
 
@@ -638,56 +705,45 @@ public struct Tracker: Sendable {
         return entry
     }
 
-    /// Decides how each closed connection ended, reconciling the abrupt ones with `EstabResets`.
-    ///
-    /// V is the connections that left ESTABLISHED or CLOSE_WAIT straight to gone: the kernel
-    /// counts one EstabReset for each of them that was aborted (`tcp_set_state` in net/ipv4/tcp.c).
-    private mutating func classify(_ closures: [TrackedConnection], into diff: inout SampleDiff) {
-        var reasons: [Int64: EndReason] = [:]
+    /// Decides how each closed connection ended (Ending.swift): by its states or the kernel's
+    /// report where they tell, else by the reset counter over the sample's `window`.
+    private mutating func classify(_ closures: [TrackedConnection], window: Ending.CounterWindow, into diff: inout SampleDiff) {
+        var endings: [Int64: Ending] = [:]
         var candidates: Set<Int64> = []
+        var window = window
+        let blind = diff.windowStart?.isBlind == true
         for connection in closures {
-            let opening = connection.state == .synSent || connection.state == .synReceived || connection.state == .newSynReceived
-            if diff.windowStart?.isBlind == true {
-                reasons[connection.id] = .unobserved
-            } else if connection.state == .listen {
-                reasons[connection.id] = .listenClosed
-            } else if connection.statesSeen.hasActiveClose {
-                reasons[connection.id] = .activeClose
-            } else if connection.statesSeen.contains(.lastAck) {
-                reasons[connection.id] = .passiveClose
-            } else if opening && !connection.statesSeen.contains(.established) {
-                reasons[connection.id] = connection.state == .synSent ? .failedConnect : .failedHandshake
-            } else if Self.isResetCandidate(connection) {
-                candidates.insert(connection.id)
+            if let ending = Ending.decided(connection, blind: blind) {
+                endings[connection.id] = ending
+                // A reset decided per connection among those a read saw is one R need not explain.
+                if ending.reason == .reset && !connection.betweenSamples { window.attributed += 1 }
             } else {
-                // Last seen in CLOSE or a state the kernel has no name for: nothing tells how it ended.
-                reasons[connection.id] = .ambiguous
+                candidates.insert(connection.id)
             }
         }
         diff.resetCandidates = candidates.count
+        diff.counterWindow = window
         for connection in closures {
-            let reason =
-                reasons[connection.id]
-                ?? Self.abruptEnding(of: connection, resets: diff.resets, candidates: candidates.count)
-            diff.closed.append((connection, reason))
-            if connection.betweenSamples {
-                state.justClosedBetweenSamples.append(connection)
-            } else {
-                state.justClosed[connection.key] = connection
-                // A TIME_WAIT socket's end is never told: its full socket's was, when TIME_WAIT began.
-                if connection.cookie != 0 && connection.destroyedAt == nil && connection.state != .timeWait {
-                    state.awaitingNotice[connection.cookie] = AwaitedClose(connection: connection.id, closedAt: diff.at)
-                }
+            let ending = endings[connection.id] ?? Ending.byCounters(connection, candidates: candidates.count, window: window)
+            diff.closed.append((connection, ending))
+            guard !connection.betweenSamples else { continue }
+            state.justClosed[connection.key] = connection
+            // A TIME_WAIT socket's end is never told: its full socket's was, when TIME_WAIT began.
+            if connection.cookie != 0 && connection.destroyedAt == nil && connection.state != .timeWait {
+                state.awaitingNotice[connection.cookie] = AwaitedClose(
+                    connection: connection.id, closedAt: diff.at, lastState: connection.state,
+                    openedActively: Ending.openedActively(connection), judgedByCounters: ending.basis == .counters)
             }
         }
         if !state.awaitingNotice.isEmpty && diff.at - state.awaitingPrunedAt >= 60_000 {
             state.awaitingNotice = state.awaitingNotice.filter { diff.at - $0.value.closedAt < Self.awaitedFor }
             state.awaitingPrunedAt = diff.at
         }
-        state.lastResets = diff.resets
+        state.lastWindow = window
         state.lastCandidates = candidates
         // The reason, and the state it left (a destroy notice can show a handshake completed).
-        let final = Dictionary(diff.closed.map { ($0.connection.id, ($0.reason, $0.connection.state)) }, uniquingKeysWith: { $1 })
+        let final = Dictionary(
+            diff.closed.map { ($0.connection.id, ($0.ending.reason, $0.connection.state)) }, uniquingKeysWith: { $1 })
         diff.events = diff.events.map { event in
             if case .close(let id, _, _) = event, let (reason, last) = final[id] {
                 return .close(connection: id, last: last, reason: reason)
