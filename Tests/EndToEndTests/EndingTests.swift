@@ -122,6 +122,22 @@ struct RealEndingTests {
             ],
             long: (.ended("passive_close"), .closedFirst),
             short: (.ended("vanished", "passive_close"), .closedFirst)),
+        // The server's program holds the reset socket a while: a sample sees it gone with no
+        // notice yet (the counter judges it), and the notice that comes when it is closed decides.
+        Kind(
+            name: "reset, its socket held open",
+            steps: [
+                { pair in
+                    setLingerZero(pair.client)
+                    close(pair.client)
+                },
+                { pair in
+                    readToEnd(pair.server)
+                    close(pair.server)
+                },
+            ],
+            long: (.ended("reset", by: "this_host"), .ended("reset", by: "peer")),
+            short: (.ended("reset", by: "this_host", orUnnamed: true), .ended("reset", by: "peer"))),
         // The client closes its sending side (its FIN acknowledged), and the server then aborts.
         // The client finished its side gracefully: the reset is the server's.
         Kind(

@@ -168,25 +168,80 @@ struct MixedWorkloadTests {
         #expect(try query(clientDB, "SELECT count(*) FROM connections WHERE direction = 1") == [["0"]])
     }
 
-    /// The proc source has no report of any connection, only the reset counter: it may say less,
-    /// never that a graceful close was a reset.
+    /// The proc source has no report of any connection, only the reset counter, and sees only
+    /// what lives across a sample: 100 connections held open, then closed in one window (half
+    /// aborted by their client, half gracefully) among 400 more aborted between two samples. It
+    /// may say less, never that a graceful close was a reset; alone in their window, resets are
+    /// proven.
     @Test func onTheProcSourceNoGracefulCloseIsAReset() throws {
         defer { try? FileManager.default.removeItem(at: directory) }
         let host = try TestHost("proc")
         let db = directory.appendingPathComponent("proc.db").path
         let collector = try TestCollector(on: host, db: db, interval: "1s", extra: ["--source", "proc"])
-        let port = try Self.workload(
-            serverHost: host, serverAddress: "127.0.0.1", clientHost: host, clients: Self.loopbackClients, perClient: 40)
+        let listener = try host.inside { try listenIPv4() }
+        defer { close(listener.fd) }
+        let clients = Self.loopbackClients
+        /// Connections from each of `indices`' client addresses, held open.
+        func hold(_ indices: [Int]) throws -> [(client: Int32, server: Int32, index: Int)] {
+            try host.inside {
+                try indices.map { index in
+                    let client = try connectIPv4(to: listener.port, from: clients[index])
+                    return (client, try acceptOne(listener.fd), index)
+                }
+            }
+        }
+        @Sendable func end(_ pair: (client: Int32, server: Int32, index: Int)) {
+            if Self.aborts(pair.index) { setLingerZero(pair.client) }
+            close(pair.client)
+            readToEnd(pair.server)
+            close(pair.server)
+        }
+        let held = try hold((0..<100).map { $0 % clients.count })
+        try collector.samplesPass()
+        try host.inside {
+            for (n, pair) in held.enumerated() {
+                end(pair)
+                for _ in 0..<(n % 2 == 0 ? 8 : 0) {
+                    let quick = try connectIPv4(to: listener.port, from: clients[1])
+                    let server = try acceptOne(listener.fd)
+                    end((quick, server, 1))
+                }
+            }
+        }
+        try collector.samplesPass()
+        // Alone in their window, ten aborts: the counter proves each.
+        let aloneSince = Int64(Date().timeIntervalSince1970 * 1000) - 1
+        let alone = try hold(Array(repeating: 1, count: 10))
+        let alonePorts = alone.map { "\(localPort($0.client))" }.joined(separator: ",")
+        try collector.samplesPass()
+        try host.inside { for pair in alone { end(pair) } }
         let outcome = try collector.stop()
         #expect(outcome.status == 0, "\(outcome.stderr)")
         #expect(try query(db, "SELECT DISTINCT source FROM windows") == [["proc"]])
-        let graceful = Self.loopbackClients.enumerated().filter { !Self.aborts($0.offset) }.map { "'\($0.element)'" }.joined(separator: ",")
-        let wrong = try query(
+
+        let graceful = clients.enumerated().filter { !Self.aborts($0.offset) }.map { "'\($0.element)'" }.joined(separator: ",")
+        let servers = try query(
             db,
             """
-            SELECT count(*) FROM connections_v WHERE end_reason = 'reset'
-              AND ((local_port = ?1 AND remote_address IN (\(graceful))) OR (remote_port = ?1 AND local_address IN (\(graceful))))
-            """, [.integer(Int64(port))])
-        #expect(wrong == [["0"]], "graceful closes recorded as resets")
+            SELECT end_reason, count(*) FROM connections_v
+            WHERE local_port = ? AND remote_address IN (\(graceful)) AND preexisting = 0 GROUP BY 1 ORDER BY 1
+            """, [.integer(Int64(listener.port))])
+        #expect(!servers.contains { $0[0] == "reset" }, "graceful closes recorded as resets: \(servers)")
+        // Not an empty answer: the graceful server ends were seen, and closed.
+        #expect(servers.reduce(0) { $0 + (Int($1[1]) ?? 0) } == 50, "\(servers)")
+        let clientsReset = try query(
+            db, "SELECT count(*) FROM connections_v WHERE remote_port = ? AND local_address IN (\(graceful)) AND end_reason = 'reset'",
+            [.integer(Int64(listener.port))])
+        #expect(clientsReset == [["0"]])
+        let proven = try query(
+            db,
+            """
+            SELECT r.name, b.name, count(*) FROM connections c
+            JOIN end_reasons r ON r.code = c.end_reason JOIN end_bases b ON b.code = c.end_basis
+            WHERE c.first_seen >= ?2
+              AND ((c.local_port = ?1 AND c.remote_port IN (\(alonePorts))) OR (c.remote_port = ?1 AND c.local_port IN (\(alonePorts))))
+            GROUP BY 1, 2
+            """, [.integer(Int64(listener.port)), .integer(aloneSince)])
+        #expect(proven == [["reset", "counters", "20"]], "the ten aborts alone: \(proven)")
     }
 }
