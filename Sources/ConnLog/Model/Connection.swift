@@ -168,10 +168,25 @@ public struct TrackedConnection: Hashable, Sendable {
         get { netlink?.value.betweenSamples ?? false }
         set { netlinkFacts.betweenSamples = newValue }
     }
-    /// What the kernel's destroy notification told of its end, once it came.
+    /// What the kernel's destroy notification told of its end, once it came. Its counts are the
+    /// connection's `traffic` (setting a report with counts sets them), so each box holds them once.
     public var finalReport: FinalReport? {
-        get { netlink?.value.finalReport }
-        set { netlinkFacts.finalReport = newValue }
+        get {
+            guard let facts = netlink?.value, let end = facts.end else { return nil }
+            return FinalReport(
+                disconnected: end.disconnected, traffic: end.counted ? facts.traffic : nil, unacknowledged: end.unacknowledged,
+                unread: end.unread, retransmitting: end.retransmitting)
+        }
+        set {
+            var facts = netlinkFacts
+            facts.end = newValue.map {
+                EndQueues(
+                    disconnected: $0.disconnected, counted: $0.traffic != nil, retransmitting: $0.retransmitting,
+                    unacknowledged: $0.unacknowledged, unread: $0.unread)
+            }
+            if let traffic = newValue?.traffic { facts.traffic = traffic }
+            netlinkFacts = facts
+        }
     }
 
     private struct NetlinkFacts: Hashable, Sendable {
@@ -180,7 +195,29 @@ public struct TrackedConnection: Hashable, Sendable {
         var trafficWrittenAt: Int64 = 0
         var destroyedAt: Int64?
         var betweenSamples = false
-        var finalReport: FinalReport?
+        var end: EndQueues?
+    }
+
+    /// Takes in what the kernel's destroy notice told, in one change of the box: its cookie (for a
+    /// connection that had none), when it came, and its final report.
+    public mutating func take(notice cookie: UInt64, at: Int64, report: FinalReport) {
+        var facts = netlinkFacts
+        if facts.cookie == 0 { facts.cookie = cookie }
+        facts.destroyedAt = at
+        facts.end = EndQueues(
+            disconnected: report.disconnected, counted: report.traffic != nil, retransmitting: report.retransmitting,
+            unacknowledged: report.unacknowledged, unread: report.unread)
+        if let traffic = report.traffic { facts.traffic = traffic }
+        netlinkFacts = facts
+    }
+
+    /// A final report less its counts, which `traffic` holds.
+    private struct EndQueues: Hashable, Sendable {
+        var disconnected: Bool
+        var counted: Bool
+        var retransmitting: Bool
+        var unacknowledged: UInt32
+        var unread: UInt32
     }
 
     /// Every change makes a new box: copies of a connection never share one that changes.

@@ -411,7 +411,7 @@ public struct Tracker: Sendable {
             if let live, state.table[live].cookie == notice.cookie {
                 giveFinalTraffic(traffic, to: live, at: snapshot.at, into: &diff)
             } else if let index = closingByCookie[notice.cookie] {
-                date(&closures[index], by: notice, traffic: traffic)
+                date(&closures[index], by: notice)
             } else if let awaited = state.awaitingNotice.removeValue(forKey: notice.cookie) {
                 diff.lateDestroys.append(
                     LateDestroy(connection: awaited.connection, cookie: notice.cookie, at: notice.at, report: notice.report))
@@ -428,7 +428,7 @@ public struct Tracker: Sendable {
                 if state.table[live].cookie == 0 { state.table[live].cookie = notice.cookie }
                 giveFinalTraffic(traffic, to: live, at: snapshot.at, into: &diff)
             } else if named, let index = closingByKey[notice.key], closures[index].cookie == 0 {
-                date(&closures[index], by: notice, traffic: traffic)
+                date(&closures[index], by: notice)
             } else if named, let connection = previouslyClosed[notice.key], connection.cookie == 0 {
                 diff.lateDestroys.append(
                     LateDestroy(connection: connection.id, cookie: notice.cookie, at: notice.at, report: notice.report))
@@ -479,11 +479,11 @@ public struct Tracker: Sendable {
 
     /// A connection this sample saw gone gets when the kernel freed it and its final traffic;
     /// one last seen in a handshake state that the notice shows established left ESTABLISHED.
-    private func date(_ connection: inout TrackedConnection, by notice: DestroyNotice, traffic: Traffic?) {
-        if connection.cookie == 0 { connection.cookie = notice.cookie }
-        connection.destroyedAt = notice.at
-        connection.finalReport = notice.report
-        if let traffic, connection.state != .listen { connection.traffic = traffic }
+    private func date(_ connection: inout TrackedConnection, by notice: DestroyNotice) {
+        var report = notice.report
+        // A listener carries no traffic of its own.
+        if connection.state == .listen { report.traffic = nil }
+        connection.take(notice: notice.cookie, at: notice.at, report: report)
         if notice.established && (connection.state == .synSent || connection.state == .synReceived) {
             connection.state = .established
             connection.statesSeen.insert(.established)
