@@ -101,9 +101,11 @@ struct ExportCommand: ParsableCommand {
         }
         text += """
 
-            How connections ended (end_reason): active_close, passive_close, reset, vanished (a graceful
-            close too quick to sample), ambiguous (the kernel's reset counter cannot tell), failed_connect,
-            failed_handshake, unobserved (closed while nothing was recording), listen_closed.
+            How connections ended (end_reason): active_close, passive_close, reset (its FIN never
+            acknowledged: an RST sent or received, or a time-out), vanished (a graceful close too quick to
+            sample), ambiguous (no report of its own, and the kernel's reset counter cannot tell),
+            failed_connect, failed_handshake, unobserved (closed while nothing was recording), listen_closed.
+            reset_by says who sent a reset where the kernel told: this_host or peer.
 
             """
         if !notes.isEmpty {
