@@ -187,6 +187,8 @@ struct StoreTests {
         try record([snapshot(at: 2, [socket(client, .established, inode: 5)])], into: store)
         #expect(try store.database.scalarInt("SELECT count(*) FROM events WHERE kind = 3") == 0)
         #expect(try store.database.scalarInt("SELECT count(*) FROM connections WHERE closed_at IS NULL") == 1)
+        // Open again: nothing says how it ended, nor what decided that.
+        #expect(try store.database.scalarInt("SELECT count(*) FROM connections WHERE end_basis IS NOT NULL OR reset_by IS NOT NULL") == 0)
         #expect(try store.database.scalarInt("SELECT count(*) FROM connections") == 1)
     }
 

@@ -335,8 +335,10 @@ extension Store {
             try database.cached(
                 "UPDATE connection_details SET destroyed_at = NULL, end_unacked = NULL, end_unread = NULL WHERE connection_id = ?"
             ).run([.integer(id)])
-            try database.cached("UPDATE connections SET closed_at = NULL, last_seen = NULL, end_reason = NULL WHERE id = ?")
-                .run([.integer(id)])
+            try database.cached(
+                "UPDATE connections SET closed_at = NULL, last_seen = NULL, end_reason = NULL, end_basis = NULL, reset_by = NULL WHERE id = ?"
+            )
+            .run([.integer(id)])
         }
 
         let update = try database.cached(
