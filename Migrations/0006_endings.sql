@@ -58,12 +58,21 @@ ALTER TABLE samples ADD COLUMN resets_around INTEGER;
 ALTER TABLE samples ADD COLUMN unseen_opens INTEGER;
 ALTER TABLE samples ADD COLUMN attributed_resets INTEGER;
 
--- Resets by who sent them, per peer, for `resets` over the whole history.
+-- Resets by who sent them and by what decided them, per peer, for `resets` over the whole
+-- history and its note on resets the counter inferred. Rows closed before this version count in
+-- neither of the last two.
 ALTER TABLE peer_totals ADD COLUMN resets_by_this_host INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE peer_totals ADD COLUMN resets_by_peer INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE peer_totals ADD COLUMN resets_told INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE peer_totals ADD COLUMN resets_inferred INTEGER NOT NULL DEFAULT 0;
+
+-- The resets not told per connection (inferred, or from before this version), for the notes
+-- about a time asked.
+CREATE INDEX connections_untold_resets ON connections(closed_at) WHERE end_reason = 3 AND end_basis IS NOT 2;
+
 
 DROP TRIGGER peer_totals_change;
-CREATE TRIGGER peer_totals_change AFTER UPDATE OF closed_at, last_seen, end_reason, reset_by ON connections
+CREATE TRIGGER peer_totals_change AFTER UPDATE OF closed_at, last_seen, end_reason, end_basis, reset_by ON connections
 WHEN NOT (OLD.closed_at IS NULL AND NEW.closed_at IS NOT NULL) BEGIN
     UPDATE peer_totals SET
         still_open = still_open - (OLD.closed_at IS NULL) + (NEW.closed_at IS NULL),
@@ -85,7 +94,9 @@ WHEN NOT (OLD.closed_at IS NULL AND NEW.closed_at IS NOT NULL) BEGIN
                           ELSE last_reset END,
         resets_by_this_host = resets_by_this_host - (OLD.end_reason IS 3 AND OLD.reset_by IS 1)
                               + (NEW.end_reason IS 3 AND NEW.reset_by IS 1),
-        resets_by_peer = resets_by_peer - (OLD.end_reason IS 3 AND OLD.reset_by IS 2) + (NEW.end_reason IS 3 AND NEW.reset_by IS 2)
+        resets_by_peer = resets_by_peer - (OLD.end_reason IS 3 AND OLD.reset_by IS 2) + (NEW.end_reason IS 3 AND NEW.reset_by IS 2),
+        resets_told = resets_told - (OLD.end_reason IS 3 AND OLD.end_basis IS 2) + (NEW.end_reason IS 3 AND NEW.end_basis IS 2),
+        resets_inferred = resets_inferred - (OLD.end_reason IS 3 AND OLD.end_basis IS 3) + (NEW.end_reason IS 3 AND NEW.end_basis IS 3)
     WHERE remote_address = NEW.remote_address AND direction = NEW.direction AND service_port = NEW.service_port;
 END;
 
@@ -106,7 +117,9 @@ CREATE TRIGGER peer_totals_remove AFTER DELETE ON connections BEGIN
                                   AND c.service_port = OLD.service_port AND c.end_reason = 3)
                           ELSE last_reset END,
         resets_by_this_host = resets_by_this_host - (OLD.end_reason IS 3 AND OLD.reset_by IS 1),
-        resets_by_peer = resets_by_peer - (OLD.end_reason IS 3 AND OLD.reset_by IS 2)
+        resets_by_peer = resets_by_peer - (OLD.end_reason IS 3 AND OLD.reset_by IS 2),
+        resets_told = resets_told - (OLD.end_reason IS 3 AND OLD.end_basis IS 2),
+        resets_inferred = resets_inferred - (OLD.end_reason IS 3 AND OLD.end_basis IS 3)
     WHERE remote_address = OLD.remote_address AND direction = OLD.direction AND service_port = OLD.service_port;
     DELETE FROM peer_totals
     WHERE remote_address = OLD.remote_address AND direction = OLD.direction AND service_port = OLD.service_port
@@ -120,7 +133,8 @@ SELECT c.remote_address, c.direction, c.service_port,
        sum(c.end_reason IS 3), sum(c.end_reason IS 6), sum(c.end_reason IS 5), max(c.last_seen),
        max(CASE WHEN c.end_reason = 3 THEN c.closed_at END),
        count(x.bytes_acked), COALESCE(sum(x.bytes_acked), 0), COALESCE(sum(x.bytes_received), 0),
-       sum(c.end_reason IS 3 AND c.reset_by IS 1), sum(c.end_reason IS 3 AND c.reset_by IS 2)
+       sum(c.end_reason IS 3 AND c.reset_by IS 1), sum(c.end_reason IS 3 AND c.reset_by IS 2),
+       sum(c.end_reason IS 3 AND c.end_basis IS 2), sum(c.end_reason IS 3 AND c.end_basis IS 3)
 FROM connections c LEFT JOIN connection_details x ON x.connection_id = c.id
 GROUP BY 1, 2, 3;
 

@@ -116,7 +116,9 @@ struct History {
                         key: connection.key, state: state, retransmits: state == .synSent ? UInt32(connection.step) : 0,
                         inode: state == .timeWait ? 0 : connection.inode))
             }
-            let snapshot = Snapshot(at: at, namespace: 4_026_532_999, bootID: bootID, sightings: sightings, counters: counters)
+            var snapshot = Snapshot(at: at, namespace: 4_026_532_999, bootID: bootID, sightings: sightings, counters: counters)
+            // Nothing is reset while the tables are read: the counters read before them agree.
+            snapshot.countersBeforeRead = ResetCounters(counters)
             let diff = tracker.apply(snapshot, expectedInterval: interval)
             windowID = try store.record(
                 diff, context: Store.SampleContext(namespace: 4_026_532_999, bootID: bootID, windowID: windowID, interval: interval))

@@ -393,5 +393,12 @@ struct RollupTests {
             }
             #expect(used >= 5, "\(question.name): its shortcut answered \(used) of the parameter sets")
         }
+        // The note on resets not told per connection reads the totals over the whole history, and
+        // the rows of a time asked: asked of all time, the two agree.
+        for peer in [nil] + peers {
+            let whole = try store.blindSpotNotes([.inferredResets], QuestionParameters(peer: peer, now: last))
+            let allTime = try store.blindSpotNotes([.inferredResets], QuestionParameters(since: 0, until: Int64.max, peer: peer, now: last))
+            #expect(whole == allTime, "peer \(peer ?? "-")")
+        }
     }
 }

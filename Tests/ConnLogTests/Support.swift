@@ -29,7 +29,7 @@ func temporaryDirectory() throws -> URL {
 }
 
 /// The kernel's TCP counters for synthetic samples, as the reset reconciliation reads them: one
-/// open for each key never seen before (not a listener's, nor one first seen in a handshake).
+/// open for each key never seen before (not a listener's, nor a request socket's).
 struct KernelCounters {
     /// `Tcp: EstabResets` so far.
     var resets: Int64 = 0
@@ -41,7 +41,7 @@ struct KernelCounters {
     /// and sets its counters as read just before its sockets and after them, with
     /// `resetsDuringRead` resets counted in between.
     mutating func count(_ snapshot: inout Snapshot, unseenOpens: Int64 = 0, resetsDuringRead: Int64 = 0) {
-        let counted = snapshot.sightings.filter { ![.listen, .synSent, .synReceived].contains($0.state) }.map(\.key)
+        let counted = snapshot.sightings.filter { ![.listen, .synReceived].contains($0.state) }.map(\.key)
         let new = Set(counted).subtracting(everSeen)
         everSeen.formUnion(snapshot.sightings.map(\.key))
         opens += Int64(new.count) + unseenOpens

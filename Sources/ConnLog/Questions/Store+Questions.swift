@@ -43,26 +43,33 @@ extension Store {
         if spots.contains(.ambiguousEndings) {
             let statement = try database.cached(
                 """
-                SELECT count(*), count(DISTINCT e.sample_id)
-                FROM connections c JOIN addresses ra ON ra.id = c.remote_address
-                JOIN events e ON e.connection_id = c.id AND e.kind = 3
+                SELECT count(*) FROM connections c JOIN addresses ra ON ra.id = c.remote_address
                 WHERE c.end_reason = 5 AND c.closed_at BETWEEN :since AND :until AND \(Fragment.peerFilter) AND \(Fragment.portFilter)
                 """)
             defer { statement.reset() }
             try statement.bind(named: values)
             if try statement.step(), statement.int64(0) > 0 {
                 notes.append(
-                    "\(statement.int64(0)) connection(s) ended `ambiguous`, in \(statement.int64(1)) sample(s): they went straight from ESTABLISHED to gone with no report of their own (the proc source, collect --once, or a destroy notice that was dropped or never came), and the kernel's reset counter could not tell whether they were resets (samples.resets_within, resets_around, unseen_opens): some of them may have been"
+                    "\(statement.int64(0)) connection(s) ended `ambiguous`: they went straight from ESTABLISHED to gone with no report of their own (the proc source, collect --once, or a destroy notice that was dropped or never came), and the kernel's reset counter could not tell whether they were resets (samples.resets_within, resets_around, unseen_opens): some of them may have been"
                 )
             }
         }
         if spots.contains(.inferredResets) {
+            // Over the whole history the running totals hold the counts; a time asked reads the
+            // few rows in it through their index.
+            let wholeHistory = parameters.since == nil && parameters.until == nil && parameters.port == nil
             let statement = try database.cached(
-                """
-                SELECT COALESCE(sum(c.end_basis = 3), 0), COALESCE(sum(c.end_basis IS NULL), 0)
-                FROM connections c JOIN addresses ra ON ra.id = c.remote_address
-                WHERE c.end_reason = 3 AND c.closed_at BETWEEN :since AND :until AND \(Fragment.peerFilter) AND \(Fragment.portFilter)
-                """)
+                wholeHistory
+                    ? """
+                    SELECT COALESCE(sum(t.resets_inferred), 0), COALESCE(sum(t.resets - t.resets_told - t.resets_inferred), 0)
+                    \(Fragment.peerTotals) WHERE \(Fragment.peerFilter)
+                    """
+                    : """
+                    SELECT COALESCE(sum(c.end_basis = 3), 0), COALESCE(sum(c.end_basis IS NULL), 0)
+                    FROM connections c JOIN addresses ra ON ra.id = c.remote_address
+                    WHERE c.end_reason = 3 AND c.end_basis IS NOT 2 AND c.closed_at BETWEEN :since AND :until
+                      AND \(Fragment.peerFilter) AND \(Fragment.portFilter)
+                    """)
             defer { statement.reset() }
             try statement.bind(named: values)
             if try statement.step() {

@@ -100,10 +100,11 @@ public final class ProcSource {
     }
 
     private func read(heard: DestroyListener.Heard?) throws(ConnLogError) -> Snapshot {
+        let started = FileReading.monotonicNanoseconds()
+        // Right after the notices were taken: a notice taken is of a socket freed before `at`.
+        let at = TimeText.nowMilliseconds()
         // The reset reconciliation brackets the socket list with the counters (Ending.swift says why).
         let before = text("\(root)/net/snmp").flatMap { ResetCounters(CounterParser.parse($0, prefixes: ["Tcp"])) }
-        let started = FileReading.monotonicNanoseconds()
-        let at = TimeText.nowMilliseconds()
         sightings.removeAll(keepingCapacity: true)
         var problems: [String] = []
         var malformed = 0
@@ -130,7 +131,8 @@ public final class ProcSource {
             counters = CounterParser.parse(snmp, prefixes: ["Tcp"])
         }
         if counters[Snapshot.estabResetsCounter] == nil {
-            problems.append("cannot read Tcp EstabResets from \(root)/net/snmp: abrupt closes are recorded as ambiguous")
+            problems.append(
+                "cannot read Tcp EstabResets from \(root)/net/snmp: closes without a report of their own are recorded as ambiguous")
         }
         if let netstat = text("\(root)/net/netstat") {
             counters.merge(CounterParser.parse(netstat, prefixes: ["TcpExt"])) { a, _ in a }

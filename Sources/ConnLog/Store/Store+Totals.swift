@@ -16,14 +16,16 @@ extension Store {
         try database.cached(
             """
             INSERT INTO peer_totals (remote_address, direction, service_port, connections, still_open, opens, closes, resets,
-                                     failed_connects, ambiguous, last_seen, last_reset, resets_by_this_host, resets_by_peer)
+                                     failed_connects, ambiguous, last_seen, last_reset, resets_by_this_host, resets_by_peer,
+                                     resets_told, resets_inferred)
             SELECT c.remote_address, c.direction, c.service_port,
                    sum(e.kind = 1), sum(e.kind = 1) - sum(e.kind = 3), sum(e.kind = 1 AND c.preexisting = 0),
                    sum(e.kind = 3 AND c.end_reason IS NOT 7), sum(e.kind = 3 AND c.end_reason IS 3),
                    sum(e.kind = 3 AND c.end_reason IS 6), sum(e.kind = 3 AND c.end_reason IS 5),
                    max(CASE WHEN e.kind = 3 THEN c.last_seen END),
                    max(CASE WHEN e.kind = 3 AND c.end_reason = 3 THEN c.closed_at END),
-                   sum(e.kind = 3 AND c.end_reason IS 3 AND c.reset_by IS 1), sum(e.kind = 3 AND c.end_reason IS 3 AND c.reset_by IS 2)
+                   sum(e.kind = 3 AND c.end_reason IS 3 AND c.reset_by IS 1), sum(e.kind = 3 AND c.end_reason IS 3 AND c.reset_by IS 2),
+                   sum(e.kind = 3 AND c.end_reason IS 3 AND c.end_basis IS 2), sum(e.kind = 3 AND c.end_reason IS 3 AND c.end_basis IS 3)
             FROM events e JOIN connections c ON c.id = e.connection_id
             WHERE e.sample_id = ?1 AND e.kind <> 2
             GROUP BY 1, 2, 3
@@ -32,7 +34,8 @@ extension Store {
                 opens = opens + excluded.opens, closes = closes + excluded.closes, resets = resets + excluded.resets,
                 failed_connects = failed_connects + excluded.failed_connects, ambiguous = ambiguous + excluded.ambiguous,
                 resets_by_this_host = resets_by_this_host + excluded.resets_by_this_host,
-                resets_by_peer = resets_by_peer + excluded.resets_by_peer,
+                resets_by_peer = resets_by_peer + excluded.resets_by_peer, resets_told = resets_told + excluded.resets_told,
+                resets_inferred = resets_inferred + excluded.resets_inferred,
                 last_seen = CASE WHEN last_seen IS NULL OR excluded.last_seen > last_seen THEN excluded.last_seen ELSE last_seen END,
                 last_reset = CASE WHEN last_reset IS NULL OR excluded.last_reset > last_reset THEN excluded.last_reset
                                   ELSE last_reset END

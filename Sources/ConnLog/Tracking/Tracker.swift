@@ -333,11 +333,11 @@ public struct Tracker: Sendable {
         }
         if let opensAround {
             // The connections this read saw that the kernel opened since the previous read began.
-            // (Not those first seen in a handshake state: a request socket is not counted yet, and
-            // a connect may be listed an instant before it is.)
+            // (Not request sockets, first seen in SYN_RECV: PassiveOpens counts a connection when
+            // its handshake completes. A connect is counted in the same call that lists it.)
             let seen = diff.opened.reduce(Int64(0)) { count, connection in
-                let handshake = connection.state == .synSent || connection.state == .synReceived || connection.state == .newSynReceived
-                return count + (connection.direction == .listen || handshake ? 0 : 1)
+                let request = connection.state == .synReceived || connection.state == .newSynReceived
+                return count + (connection.direction == .listen || request ? 0 : 1)
             }
             window.unseenOpens = opensAround >= seen ? opensAround - seen : nil
         }
